@@ -1,0 +1,1 @@
+//! A stand-in Appwrite server for the demo, tests and benchmarks.

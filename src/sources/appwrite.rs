@@ -1,0 +1,1 @@
+//! Appwrite webhook verification and decoding.

@@ -1,0 +1,1 @@
+//! Standard Webhooks verification and decoding.
