@@ -67,3 +67,93 @@ pub fn header_str<'a>(headers: &'a dyn HeaderLookup, name: &str) -> Option<&'a s
     let raw = headers.header(name)?;
     std::str::from_utf8(raw).ok().map(str::trim)
 }
+
+/// Parses a verified body as JSON.
+///
+/// The message names the position of the error, never the body's content.
+/// serde_json writes a fixed phrase for syntax and end-of-input errors. Its
+/// data errors can quote input, so their text is replaced.
+pub(crate) fn parse_json_body(body: &[u8]) -> Result<Value, Rejection> {
+    serde_json::from_slice(body).map_err(|error| {
+        let message = match error.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                error.to_string()
+            }
+            _ => format!(
+                "invalid data at line {} column {}",
+                error.line(),
+                error.column()
+            ),
+        };
+        Rejection::Malformed(format!("body is not JSON: {message}"))
+    })
+}
+
+/// A configured source's verifier and decoder, one variant per kind.
+pub enum Verifier {
+    Appwrite(appwrite::AppwriteSource),
+    StandardWebhooks(standard_webhooks::StandardWebhooksSource),
+}
+
+impl Verifier {
+    /// The kind's name as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verifier::Appwrite(_) => "appwrite",
+            Verifier::StandardWebhooks(_) => "standard-webhooks",
+        }
+    }
+
+    /// Whether the kind takes a body of this `Content-Type`. A missing header is
+    /// taken as the kind's own type.
+    pub fn accepts_content_type(&self, content_type: Option<&str>) -> bool {
+        match content_type {
+            None => true,
+            Some(value) => is_json_media_type(value),
+        }
+    }
+
+    /// Authenticates the request on its raw bytes. Nothing is parsed before this.
+    pub fn verify(&self, request: &Inbound) -> Result<(), Rejection> {
+        match self {
+            Verifier::Appwrite(source) => source.verify(request),
+            Verifier::StandardWebhooks(source) => source.verify(request),
+        }
+    }
+
+    /// Decodes a verified request into its events.
+    pub fn decode(&self, request: &Inbound) -> Result<Vec<DecodedEvent>, Rejection> {
+        match self {
+            Verifier::Appwrite(source) => source.decode(request),
+            Verifier::StandardWebhooks(source) => source.decode(request),
+        }
+    }
+}
+
+/// `application/json` or any `…+json` type, with any parameters.
+pub fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+#[cfg(test)]
+mod media_type_tests {
+    use super::is_json_media_type;
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json_media_type("application/json"));
+        assert!(is_json_media_type("application/json; charset=utf-8"));
+        assert!(is_json_media_type("Application/JSON"));
+        assert!(is_json_media_type("application/cloudevents+json"));
+        assert!(!is_json_media_type("text/plain"));
+        assert!(!is_json_media_type("application/x-www-form-urlencoded"));
+        assert!(!is_json_media_type("application/+json"));
+        assert!(!is_json_media_type("json"));
+    }
+}

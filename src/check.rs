@@ -1,0 +1,148 @@
+//! `revokd check`: print the config as understood and, with `--targets`, test
+//! each Appwrite target with calls that cannot change anything.
+
+use crate::appwrite::{http_client, AppwriteClient, CallError};
+use crate::config::{Config, StoreLocation};
+use crate::rules::{Rule, UserRef};
+
+/// Prints the sources, targets and rules as revokd understood them.
+pub fn print_config(config: &Config) {
+    println!("config is valid");
+    let StoreLocation::Sqlite(path) = &config.store.location;
+    println!(
+        "listen {} · store sqlite {} · dedupe retention {}",
+        config.server.listen,
+        path.display(),
+        humantime::format_duration(config.store.dedupe_retention)
+    );
+    println!("sources:");
+    for source in config.sources.values() {
+        let allow = if source.allow_ips.is_empty() {
+            "any address".to_string()
+        } else {
+            source
+                .allow_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  {} (kind {}, {} secret(s), from {allow})",
+            source.name,
+            source.verifier.kind(),
+            source.secret_count
+        );
+    }
+    println!("targets:");
+    for target in config.targets.values() {
+        println!(
+            "  {} → {} project {}",
+            target.name, target.endpoint, target.project
+        );
+    }
+    println!("rules:");
+    for rule in config.rules.rules() {
+        println!("  {}", describe_rule(rule));
+    }
+}
+
+/// Describes a rule in one line, e.g. "logout: on appwrite events users.*.update.password,
+/// take the user id from /$id, delete_sessions on main".
+pub fn describe_rule(rule: &Rule) -> String {
+    let mut text = format!("{}: on {} events {}", rule.name, rule.source, rule.event);
+    if !rule.except.is_empty() {
+        let except: Vec<&str> = rule.except.iter().map(|p| p.as_str()).collect();
+        text.push_str(&format!(" except {}", except.join(", ")));
+    }
+    for (pointer, value) in &rule.when {
+        text.push_str(&format!(" when {pointer} = {value}"));
+    }
+    match &rule.user {
+        UserRef::Id(pointer) => text.push_str(&format!(", take the user id from {pointer}")),
+    }
+    if let Some(session) = &rule.session {
+        text.push_str(&format!(" and the session id from {session}"));
+    }
+    text.push_str(&format!(", {} on {}", rule.action.as_str(), rule.target));
+    if rule.dry_run {
+        text.push_str(" (dry run: no call)");
+    }
+    text
+}
+
+/// Calls each target on a random user id that cannot exist. Appwrite checks
+/// the key's scopes before looking the user up, so 404 `user_not_found` shows
+/// the scope is held and 401 `general_unauthorized_scope` shows it is missing.
+/// Returns whether every target passed.
+pub async fn probe_targets(config: &Config) -> bool {
+    let http = match http_client(
+        config.delivery.request_timeout,
+        config.delivery.connect_timeout,
+    ) {
+        Ok(http) => http,
+        Err(err) => {
+            println!("cannot build the HTTP client: {err}");
+            return false;
+        }
+    };
+    let mut all_ok = true;
+    for target in config.targets.values() {
+        println!("target {} ({}):", target.name, target.endpoint);
+        let client = AppwriteClient::new(
+            http.clone(),
+            &target.endpoint,
+            &target.project,
+            target.api_key.clone(),
+        );
+        let probe_user = format!(
+            "revokdcheck{}",
+            &ulid::Ulid::new().to_string().to_lowercase()[..20]
+        );
+        let changes_status = config
+            .rules
+            .rules()
+            .iter()
+            .any(|rule| *rule.target == *target.name && rule.action.changes_status());
+
+        let read = client.list_sessions(&probe_user).await.map(drop);
+        all_ok &= report("users.read (list sessions)", read);
+        let write = client.delete_sessions(&probe_user).await;
+        all_ok &= report("users.write (delete sessions)", write);
+        if changes_status {
+            let status = client.update_status(&probe_user, false).await;
+            all_ok &= report("users.write (update status)", status);
+        }
+    }
+    all_ok
+}
+
+fn report(what: &str, result: Result<(), CallError>) -> bool {
+    let (ok, text) = match result {
+        Err(err) if err.is_user_not_found() => (true, "ok: endpoint answers, key valid, scope held".to_string()),
+        Ok(()) => (true, "ok (unexpected success on a user that should not exist)".to_string()),
+        Err(CallError::Api { status: 401, error_type, message, .. }) if error_type == "general_unauthorized_scope" => (
+            false,
+            format!("MISSING SCOPE: {message}: add the scope to the API key"),
+        ),
+        Err(CallError::Api { status: 401, error_type, .. }) => (
+            false,
+            format!("KEY REJECTED ({error_type}): check targets.*.api_key and that the key belongs to this project"),
+        ),
+        Err(CallError::Api { error_type, .. }) if error_type == "project_not_found" => (
+            false,
+            "PROJECT NOT FOUND: check targets.*.project".to_string(),
+        ),
+        Err(CallError::Api { status: 404, error_type, .. }) if error_type.starts_with("http_") => (
+            false,
+            "NOT APPWRITE'S API: the endpoint answered 404 without Appwrite's JSON; does it end in /v1?".to_string(),
+        ),
+        Err(CallError::Connect(message)) | Err(CallError::Timeout(message)) => (
+            false,
+            format!("ENDPOINT NOT ANSWERING: {message}"),
+        ),
+        Err(other) => (false, format!("FAILED: {other}")),
+    };
+    println!("  {what}: {text}");
+    ok
+}

@@ -1,0 +1,478 @@
+//! Configuration: one TOML file, validated as a whole before anything starts.
+//!
+//! Every error names the key it is about and the fix. Secrets are
+//! read from environment variables or files and kept wrapped in `secrecy`
+//! types, so `Debug` output shows them redacted.
+
+mod raw;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+
+use crate::rules::{validate_pointer, Action, Pattern, Rule, RuleSet, UserRef};
+use crate::sources::appwrite::{AppwriteSource, BasicAuth};
+use crate::sources::standard_webhooks::StandardWebhooksSource;
+use crate::sources::Verifier;
+pub use secret::{Environment, ProcessEnv, SecretRef};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// HTTP worker threads.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a whole request.
+    pub request_timeout: Duration,
+    /// Time allowed for in-flight work after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub location: StoreLocation,
+    /// How long a delivery key is remembered for deduplication.
+    pub dedupe_retention: Duration,
+    /// SQLite `synchronous = FULL` (the default) survives a power cut;
+    /// `NORMAL` only survives a process crash.
+    pub sqlite_synchronous_full: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub concurrency_per_target: usize,
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long a claimed job stays with its worker before another may take it.
+    pub lease: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// Appwrite API base URL, ending in `/v1`.
+    pub endpoint: String,
+    pub project: String,
+    pub api_key: SecretString,
+}
+
+pub struct SourceConfig {
+    pub name: String,
+    pub verifier: Verifier,
+    /// Client address ranges allowed to post; empty allows every address.
+    pub allow_ips: Vec<IpNet>,
+    /// Number of configured secrets, for `revokd check`.
+    pub secret_count: usize,
+}
+
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub delivery: DeliveryConfig,
+    pub targets: BTreeMap<String, Target>,
+    pub sources: BTreeMap<String, Arc<SourceConfig>>,
+    pub rules: RuleSet,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("store", &self.store)
+            .field("delivery", &self.delivery)
+            .field("targets", &self.targets)
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("rules", &self.rules.rules().len())
+            .finish()
+    }
+}
+
+/// A configuration error, with the file it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ConfigError {
+    pub location: String,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`, resolving secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            location: path.display().to_string(),
+            message: format!("cannot read the config file: {err}"),
+        })?;
+        Config::parse(&text, &ProcessEnv).map_err(|message| ConfigError {
+            location: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses and validates TOML text, resolving secrets from `env`.
+    pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, String> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|err| err.to_string())?;
+        build(raw, env)
+    }
+}
+
+fn build(raw: raw::RawConfig, env: &dyn Environment) -> Result<Config, String> {
+    let server = build_server(raw.server)?;
+    let store = build_store(raw.store)?;
+    let delivery = build_delivery(raw.delivery)?;
+
+    let mut targets = BTreeMap::new();
+    for (name, target) in raw.targets {
+        let key = format!("targets.{name}");
+        let endpoint = target.endpoint.trim_end_matches('/').to_string();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!(
+                "{key}.endpoint: `{endpoint}` is not an http(s) URL: use e.g. https://cloud.appwrite.io/v1"
+            ));
+        }
+        if target.project.is_empty() {
+            return Err(format!(
+                "{key}.project is empty: set the Appwrite project id"
+            ));
+        }
+        let api_key = target
+            .api_key
+            .resolve(env)
+            .map_err(|err| format!("{key}.api_key: {err}"))?;
+        targets.insert(
+            name.clone(),
+            Target {
+                name,
+                endpoint,
+                project: target.project,
+                api_key,
+            },
+        );
+    }
+
+    let mut sources = BTreeMap::new();
+    for (name, source) in raw.sources {
+        let built = build_source(&name, source, env)?;
+        sources.insert(name, Arc::new(built));
+    }
+
+    let mut rules = Vec::new();
+    for (index, rule) in raw.rules.into_iter().enumerate() {
+        let built = build_rule(index, rule, &sources, &targets)?;
+        if rules
+            .iter()
+            .any(|existing: &Rule| existing.name == built.name)
+        {
+            return Err(format!(
+                "rules[{index}]: the name `{}` is used twice: give each rule its own name",
+                built.name
+            ));
+        }
+        rules.push(built);
+    }
+
+    Ok(Config {
+        server,
+        store,
+        delivery,
+        targets,
+        sources,
+        rules: RuleSet::new(rules),
+    })
+}
+
+fn build_server(raw: raw::RawServer) -> Result<ServerConfig, String> {
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        format!(
+            "server.listen: `{}` is not an address: write host:port, e.g. 0.0.0.0:8080",
+            raw.listen
+        )
+    })?;
+    let workers = match raw.workers {
+        Some(0) => return Err("server.workers must be at least 1".into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    if raw.max_body_bytes == 0 {
+        return Err("server.max_body_bytes must be at least 1".into());
+    }
+    positive("server.request_timeout", raw.request_timeout)?;
+    Ok(ServerConfig {
+        listen,
+        workers,
+        max_body_bytes: raw.max_body_bytes,
+        request_timeout: raw.request_timeout,
+        shutdown_grace: raw.shutdown_grace,
+        trusted_proxies: raw.trusted_proxies,
+    })
+}
+
+fn build_store(raw: raw::RawStore) -> Result<StoreConfig, String> {
+    let location = if let Some(path) = raw.url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err("store.url: `sqlite://` needs a file path, e.g. sqlite://revokd.db".into());
+        }
+        StoreLocation::Sqlite(PathBuf::from(path))
+    } else if raw.url.starts_with("postgres://") || raw.url.starts_with("postgresql://") {
+        // TODO: PostgreSQL store for several replicas.
+        return Err(
+            "store.url: PostgreSQL is not supported by this version yet: use sqlite://PATH".into(),
+        );
+    } else {
+        return Err(format!(
+            "store.url: `{}` is not a store URL: use sqlite://PATH (e.g. sqlite://revokd.db)",
+            raw.url
+        ));
+    };
+    let sqlite_synchronous_full = match raw.sqlite_synchronous.as_str() {
+        "full" => true,
+        "normal" => false,
+        other => {
+            return Err(format!(
+                "store.sqlite_synchronous: `{other}` is not supported: use \"full\" or \"normal\""
+            ))
+        }
+    };
+    Ok(StoreConfig {
+        location,
+        dedupe_retention: raw.dedupe_retention,
+        sqlite_synchronous_full,
+    })
+}
+
+fn build_delivery(raw: raw::RawDelivery) -> Result<DeliveryConfig, String> {
+    if raw.concurrency_per_target == 0 {
+        return Err("delivery.concurrency_per_target must be at least 1".into());
+    }
+    if raw.max_attempts == 0 {
+        return Err("delivery.max_attempts must be at least 1".into());
+    }
+    positive("delivery.backoff_base", raw.backoff_base)?;
+    positive("delivery.lease", raw.lease)?;
+    positive("delivery.request_timeout", raw.request_timeout)?;
+    positive("delivery.connect_timeout", raw.connect_timeout)?;
+    if raw.backoff_max < raw.backoff_base {
+        return Err("delivery.backoff_max must not be shorter than delivery.backoff_base".into());
+    }
+    if raw.lease <= raw.request_timeout * 3 {
+        return Err(format!(
+            "delivery.lease ({}) must be longer than three delivery.request_timeout ({}), \
+             because one job may make three Appwrite calls",
+            humantime::format_duration(raw.lease),
+            humantime::format_duration(raw.request_timeout)
+        ));
+    }
+    Ok(DeliveryConfig {
+        concurrency_per_target: raw.concurrency_per_target,
+        max_attempts: raw.max_attempts,
+        max_age: raw.max_age,
+        backoff_base: raw.backoff_base,
+        backoff_max: raw.backoff_max,
+        lease: raw.lease,
+        request_timeout: raw.request_timeout,
+        connect_timeout: raw.connect_timeout,
+    })
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), String> {
+    if value.is_zero() {
+        return Err(format!("{key} must be longer than zero"));
+    }
+    Ok(())
+}
+
+fn resolve_all(
+    key: &str,
+    refs: &[SecretRef],
+    env: &dyn Environment,
+) -> Result<Vec<SecretString>, String> {
+    if refs.is_empty() {
+        return Err(format!(
+            "{key}.secrets is empty: add at least one, e.g. secrets = [{{ env = \"WEBHOOK_SECRET\" }}]"
+        ));
+    }
+    refs.iter()
+        .enumerate()
+        .map(|(index, reference)| {
+            reference
+                .resolve(env)
+                .map_err(|err| format!("{key}.secrets[{index}]: {err}"))
+        })
+        .collect()
+}
+
+fn build_source(
+    name: &str,
+    raw: raw::RawSource,
+    env: &dyn Environment,
+) -> Result<SourceConfig, String> {
+    let key = format!("sources.{name}");
+    let (verifier, allow_ips, secret_count) = match raw {
+        raw::RawSource::Appwrite(settings) => {
+            let secrets = resolve_all(&key, &settings.secrets, env)?;
+            let count = secrets.len();
+            let basic_auth = match settings.basic_auth {
+                None => None,
+                Some(auth) => Some(BasicAuth {
+                    user: auth
+                        .user
+                        .resolve(env)
+                        .map_err(|err| format!("{key}.basic_auth.user: {err}"))?,
+                    password: auth
+                        .password
+                        .resolve(env)
+                        .map_err(|err| format!("{key}.basic_auth.password: {err}"))?,
+                }),
+            };
+            let source = AppwriteSource::new(&settings.signed_url, secrets, basic_auth)
+                .map_err(|err| format!("{key}: {err}"))?;
+            (Verifier::Appwrite(source), settings.allow_ips, count)
+        }
+        raw::RawSource::StandardWebhooks(settings) => {
+            let secrets = resolve_all(&key, &settings.secrets, env)?;
+            let count = secrets.len();
+            // TODO: `v1a` (Ed25519) signatures checked against `public_keys`.
+            if !settings.public_keys.is_empty() {
+                return Err(format!(
+                    "{key}.public_keys: v1a (Ed25519) signatures are not supported by this version yet: remove the key"
+                ));
+            }
+            let source = StandardWebhooksSource::new(secrets, settings.tolerance_seconds)
+                .map_err(|err| format!("{key}: {err}"))?;
+            (
+                Verifier::StandardWebhooks(source),
+                settings.allow_ips,
+                count,
+            )
+        }
+    };
+    Ok(SourceConfig {
+        name: name.to_string(),
+        verifier,
+        allow_ips,
+        secret_count,
+    })
+}
+
+fn build_rule(
+    index: usize,
+    raw: raw::RawRule,
+    sources: &BTreeMap<String, Arc<SourceConfig>>,
+    targets: &BTreeMap<String, Target>,
+) -> Result<Rule, String> {
+    let key = format!("rules[{index}] ({})", raw.name);
+    if raw.name.trim().is_empty() {
+        return Err(format!(
+            "rules[{index}].name is empty: give the rule a name"
+        ));
+    }
+    if !sources.contains_key(&raw.source) {
+        return Err(format!(
+            "{key}.source: no source named `{}`: define [sources.{}] or use one of: {}",
+            raw.source,
+            raw.source,
+            names(sources.keys())
+        ));
+    }
+    if !targets.contains_key(&raw.target) {
+        return Err(format!(
+            "{key}.target: no target named `{}`: define [targets.{}] or use one of: {}",
+            raw.target,
+            raw.target,
+            names(targets.keys())
+        ));
+    }
+    let action = Action::parse(&raw.action).ok_or_else(|| {
+        format!(
+            "{key}.action: `{}` is not an action: use one of {}",
+            raw.action,
+            Action::NAMES.join(", ")
+        )
+    })?;
+    let event = Pattern::parse(&raw.event).map_err(|err| format!("{key}.event: {err}"))?;
+    let except = raw
+        .except
+        .iter()
+        .map(|text| Pattern::parse(text).map_err(|err| format!("{key}.except: {err}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut when = Vec::new();
+    for (pointer, value) in raw.when {
+        validate_pointer(&pointer).map_err(|err| format!("{key}.when: {err}"))?;
+        let value = serde_json::to_value(value)
+            .map_err(|err| format!("{key}.when.\"{pointer}\": cannot compare this value: {err}"))?;
+        when.push((pointer, value));
+    }
+    let user = match (raw.user.id, raw.user.email, raw.user.identity) {
+        (Some(pointer), None, None) => {
+            validate_pointer(&pointer).map_err(|err| format!("{key}.user.id: {err}"))?;
+            UserRef::Id(pointer)
+        }
+        (None, None, None) => {
+            return Err(format!(
+                "{key}.user: say where the user is, e.g. user = {{ id = \"/$id\" }}"
+            ))
+        }
+        (_, Some(_), _) | (_, _, Some(_)) => {
+            // TODO: resolve users by email or external identity through the Users API.
+            return Err(format!(
+                "{key}.user: only `id` is supported by this version: point it at the Appwrite user id"
+            ));
+        }
+    };
+    if let Some(pointer) = &raw.session {
+        validate_pointer(pointer).map_err(|err| format!("{key}.session: {err}"))?;
+    }
+    match (action, &raw.session) {
+        (Action::DeleteSession, None) => {
+            return Err(format!(
+                "{key}.session: delete_session needs a JSON Pointer to the Appwrite session id"
+            ))
+        }
+        (Action::DeleteSession, Some(_)) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(format!(
+                "{key}.session: only delete_session uses a session: remove it or change the action"
+            ))
+        }
+    }
+    Ok(Rule {
+        name: raw.name.into(),
+        source: raw.source,
+        event,
+        except,
+        when,
+        user,
+        session: raw.session,
+        action,
+        target: raw.target.into(),
+        dry_run: raw.dry_run,
+    })
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = keys.map(String::as_str).collect();
+    if list.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

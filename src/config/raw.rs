@@ -1,0 +1,182 @@
+//! The config file's shape, with every default. Unknown keys are rejected.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::secret::SecretRef;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub workers: Option<usize>,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "0.0.0.0:8080".into(),
+            workers: None,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub dedupe_retention: Duration,
+    pub sqlite_synchronous: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            url: "sqlite://revokd.db".into(),
+            dedupe_retention: Duration::from_secs(7 * 24 * 3600),
+            sqlite_synchronous: "full".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDelivery {
+    pub concurrency_per_target: usize,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        RawDelivery {
+            concurrency_per_target: 8,
+            max_attempts: 12,
+            max_age: Duration::from_secs(24 * 3600),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(600),
+            lease: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub endpoint: String,
+    pub project: String,
+    pub api_key: SecretRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub enum RawSource {
+    #[serde(rename = "appwrite")]
+    Appwrite(RawAppwrite),
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks(RawStandardWebhooks),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppwrite {
+    /// The webhook URL exactly as entered in Appwrite.
+    pub signed_url: String,
+    pub secrets: Vec<SecretRef>,
+    pub basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub user: SecretRef,
+    pub password: SecretRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStandardWebhooks {
+    pub secrets: Vec<SecretRef>,
+    #[serde(default = "default_tolerance")]
+    pub tolerance_seconds: u64,
+    #[serde(default)]
+    pub public_keys: Vec<SecretRef>,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    pub source: String,
+    pub event: String,
+    #[serde(default)]
+    pub except: Vec<String>,
+    #[serde(default)]
+    pub when: BTreeMap<String, toml::Value>,
+    pub user: RawUser,
+    pub session: Option<String>,
+    pub action: String,
+    pub target: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub identity: Option<String>,
+}

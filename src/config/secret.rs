@@ -1,0 +1,176 @@
+//! Secret references: a secret is read from a named environment variable or a
+//! file, never written in the config file itself.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The location of a secret: `{ env = "NAME" }` or `{ file = "/path" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "environment variable {name}"),
+            SecretRef::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// Reads environment variables; tests and the demo pass their own.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. A file's trailing newline (`\n` or `\r\n`) is trimmed;
+    /// an empty value is an error, because an empty key verifies nothing.
+    pub fn resolve(&self, env: &dyn Environment) -> Result<SecretString, String> {
+        let value = match self {
+            SecretRef::Env(name) => env.var(name).ok_or_else(|| {
+                format!("environment variable {name} is not set: export it, or use {{ file = \"/path\" }}")
+            })?,
+            SecretRef::File(path) => {
+                let mut text = std::fs::read_to_string(path).map_err(|err| {
+                    format!("cannot read secret file {}: {err}", path.display())
+                })?;
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                text
+            }
+        };
+        if value.is_empty() {
+            return Err(format!("{self} is empty: set it to the secret's value"));
+        }
+        Ok(SecretString::from(value))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretRefVisitor)
+    }
+}
+
+struct SecretRefVisitor;
+
+const INLINE_SECRET: &str = "secrets are not read from the config file: \
+     write { env = \"VARIABLE\" } or { file = \"/path/to/secret\" }";
+
+impl<'de> Visitor<'de> for SecretRefVisitor {
+    type Value = SecretRef;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("{ env = \"VARIABLE\" } or { file = \"/path\" }")
+    }
+
+    fn visit_str<E: de::Error>(self, _value: &str) -> Result<SecretRef, E> {
+        Err(E::custom(INLINE_SECRET))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+        let mut found: Option<SecretRef> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let reference = match key.as_str() {
+                "env" => SecretRef::Env(map.next_value()?),
+                "file" => SecretRef::File(map.next_value()?),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{other}` in a secret reference: use `env` or `file`"
+                    )))
+                }
+            };
+            if found.is_some() {
+                return Err(de::Error::custom(
+                    "a secret reference takes either `env` or `file`, not both",
+                ));
+            }
+            found = Some(reference);
+        }
+        found.ok_or_else(|| de::Error::custom(INLINE_SECRET))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    impl Environment for HashMap<&str, &str> {
+        fn var(&self, name: &str) -> Option<String> {
+            self.get(name).map(|v| v.to_string())
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Holder {
+        secret: SecretRef,
+    }
+
+    fn parse(text: &str) -> Result<SecretRef, String> {
+        toml::from_str::<Holder>(text)
+            .map(|h| h.secret)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_env_and_file() {
+        assert_eq!(
+            parse("secret = { env = \"X\" }"),
+            Ok(SecretRef::Env("X".into()))
+        );
+        assert_eq!(
+            parse("secret = { file = \"/run/s\" }"),
+            Ok(SecretRef::File("/run/s".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_inline_and_both() {
+        assert!(parse("secret = \"hunter2\"")
+            .unwrap_err()
+            .contains("not read from the config file"));
+        assert!(parse("secret = { env = \"X\", file = \"/y\" }")
+            .unwrap_err()
+            .contains("not both"));
+        assert!(parse("secret = { value = \"x\" }")
+            .unwrap_err()
+            .contains("unknown key `value`"));
+    }
+
+    #[test]
+    fn resolves_env_and_trims_file_newline() {
+        let env: HashMap<&str, &str> = [("A", "abc")].into();
+        let value = SecretRef::Env("A".into()).resolve(&env).unwrap();
+        assert_eq!(value.expose_secret(), "abc");
+        let missing = SecretRef::Env("B".into()).resolve(&env).unwrap_err();
+        assert!(missing.contains("B is not set"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, "from-file\r\n").unwrap();
+        let value = SecretRef::File(path).resolve(&env).unwrap();
+        assert_eq!(value.expose_secret(), "from-file");
+    }
+}

@@ -1,0 +1,180 @@
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+struct Env(HashMap<&'static str, &'static str>);
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|value| value.to_string())
+    }
+}
+
+fn env() -> Env {
+    Env(HashMap::from([
+        ("APPWRITE_API_KEY", "standard_key"),
+        ("APPWRITE_WEBHOOK_SECRET", "hexkey"),
+        (
+            "CLERK_WEBHOOK_SECRET",
+            "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",
+        ),
+    ]))
+}
+
+const EXAMPLE: &str = include_str!("../../deploy/revokd.toml");
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(text, &env())
+}
+
+fn error_of(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("config was accepted"),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn example_config_loads_with_defaults() {
+    let config = parse(EXAMPLE).unwrap();
+    assert_eq!(config.rules.rules().len(), 4);
+    assert_eq!(config.sources.len(), 2);
+    assert_eq!(config.delivery.max_attempts, 12);
+    assert_eq!(config.delivery.lease, Duration::from_secs(60));
+    assert_eq!(
+        config.store.dedupe_retention,
+        Duration::from_secs(7 * 24 * 3600)
+    );
+    assert!(config.store.sqlite_synchronous_full);
+    assert_eq!(config.server.max_body_bytes, 1024 * 1024);
+    assert_eq!(
+        config.targets["main"].api_key.expose_secret(),
+        "standard_key"
+    );
+}
+
+#[test]
+fn empty_file_gets_every_default() {
+    let config = parse("").unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.server.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(
+        config.store.location,
+        StoreLocation::Sqlite("revokd.db".into())
+    );
+    assert_eq!(config.delivery.concurrency_per_target, 8);
+    assert_eq!(config.delivery.max_age, Duration::from_secs(24 * 3600));
+    assert_eq!(config.delivery.backoff_base, Duration::from_secs(1));
+    assert_eq!(config.delivery.backoff_max, Duration::from_secs(600));
+    assert_eq!(config.delivery.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.delivery.connect_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = error_of("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n");
+    assert!(err.contains("unknown field `lisen`"), "{err}");
+}
+
+#[test]
+fn unknown_source_key_is_named() {
+    let err = error_of(
+        "[sources.a]\nkind = \"appwrite\"\nsigned_url = \"https://x/y\"\nsecrets = [{ env = \"APPWRITE_WEBHOOK_SECRET\" }]\ntolerance_seconds = 5\n",
+    );
+    assert!(err.contains("tolerance_seconds"), "{err}");
+}
+
+#[test]
+fn missing_secret_names_the_key_and_variable() {
+    let text = EXAMPLE.replace("CLERK_WEBHOOK_SECRET", "NOT_SET_ANYWHERE");
+    let err = error_of(&text);
+    assert!(err.contains("sources.clerk.secrets[0]"), "{err}");
+    assert!(err.contains("NOT_SET_ANYWHERE is not set"), "{err}");
+}
+
+#[test]
+fn inline_secret_is_rejected() {
+    let text = EXAMPLE.replace(
+        "api_key = { env = \"APPWRITE_API_KEY\" }",
+        "api_key = \"standard_abc\"",
+    );
+    let err = error_of(&text);
+    assert!(err.contains("not read from the config file"), "{err}");
+}
+
+#[test]
+fn rule_with_unknown_source_or_target() {
+    let source = error_of(&EXAMPLE.replacen("source = \"clerk\"", "source = \"clark\"", 1));
+    assert!(source.contains("no source named `clark`"), "{source}");
+    assert!(source.contains("appwrite, clerk"), "{source}");
+    let target = error_of(&EXAMPLE.replacen("target = \"main\"", "target = \"mian\"", 1));
+    assert!(target.contains("no target named `mian`"), "{target}");
+}
+
+#[test]
+fn bad_pointer_is_named() {
+    let err = error_of(&EXAMPLE.replacen("user = { id = \"/$id\" }", "user = { id = \"$id\" }", 1));
+    assert!(err.contains("user.id"), "{err}");
+    assert!(err.contains("must start with `/`"), "{err}");
+    let when = error_of(&EXAMPLE.replacen("\"/status\" = false", "\"status\" = false", 1));
+    assert!(when.contains(".when"), "{when}");
+}
+
+#[test]
+fn unknown_action_lists_the_valid_ones() {
+    let err = error_of(&EXAMPLE.replacen("action = \"block_user\"", "action = \"ban\"", 1));
+    assert!(err.contains("`ban` is not an action"), "{err}");
+    assert!(
+        err.contains("delete_sessions, delete_session, block_user, unblock_user"),
+        "{err}"
+    );
+}
+
+#[test]
+fn delete_session_needs_a_session_pointer() {
+    let err =
+        error_of(&EXAMPLE.replacen("action = \"block_user\"", "action = \"delete_session\"", 1));
+    assert!(err.contains("delete_session needs a JSON Pointer"), "{err}");
+}
+
+#[test]
+fn duplicate_rule_names_are_rejected() {
+    let err = error_of(&EXAMPLE.replacen(
+        "name = \"logout-on-block\"",
+        "name = \"logout-on-password-change\"",
+        1,
+    ));
+    assert!(err.contains("used twice"), "{err}");
+}
+
+#[test]
+fn bad_durations_and_store_urls() {
+    let duration = error_of("[delivery]\nbackoff_base = \"soon\"\n");
+    assert!(duration.contains("backoff_base"), "{duration}");
+    let store = error_of("[store]\nurl = \"mysql://x\"\n");
+    assert!(store.contains("use sqlite://PATH"), "{store}");
+    let sync = error_of("[store]\nsqlite_synchronous = \"off\"\n");
+    assert!(sync.contains("\"full\" or \"normal\""), "{sync}");
+    let lease = error_of("[delivery]\nlease = \"20s\"\n");
+    assert!(lease.contains("delivery.lease"), "{lease}");
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let config = parse(EXAMPLE).unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("standard_key"), "{shown}");
+    assert!(
+        shown.contains("REDACTED") || shown.contains("Secret"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_kind_is_named() {
+    let err = error_of("[sources.x]\nkind = \"carrier-pigeon\"\n");
+    assert!(err.contains("carrier-pigeon"), "{err}");
+}

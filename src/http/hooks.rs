@@ -1,0 +1,284 @@
+//! `POST /hooks/{source}`: limit, authenticate, decode, dedupe, apply the
+//! rules, commit, and only then respond 2xx.
+
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use super::client_ip::{allowed, client_ip};
+use super::AppState;
+use crate::delivery::{now_millis, OWN_STATUS_CHANGE_WINDOW};
+use crate::rules::Pattern;
+use crate::sources::{DecodedEvent, HeaderLookup, Inbound, Rejection, Verifier};
+use crate::store::{Ingested, NewEvent, NewJob};
+
+/// Log target of the one line written per rejected request or ignored event.
+const REQUEST_LOG: &str = "revokd::request";
+
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl HeaderLookup for ActixHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(|value| value.as_bytes())
+    }
+}
+
+pub async fn receive(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let source_name = path.into_inner();
+    let Some(source) = state.sources.get(&source_name).cloned() else {
+        tracing::info!(target: REQUEST_LOG, source = %source_name, status = 404, reason = "unknown source", "request rejected");
+        return HttpResponse::NotFound().json(json!({ "error": "unknown source" }));
+    };
+
+    if !source.allow_ips.is_empty() {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = request
+            .peer_addr()
+            .and_then(|peer| client_ip(peer.ip(), forwarded, &state.server.trusted_proxies));
+        if !allowed(client, &source.allow_ips) {
+            let shown = client.map_or_else(|| "unknown".to_string(), |ip: IpAddr| ip.to_string());
+            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 403, client = %shown, reason = "client address not in allow_ips", "request rejected");
+            return HttpResponse::Forbidden().json(json!({ "error": "forbidden" }));
+        }
+    }
+
+    let body = match read_body(&request, payload, &state).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 413, limit = state.server.max_body_bytes, reason = "body over the limit", "request rejected");
+            return HttpResponse::PayloadTooLarge()
+                .insert_header(("Connection", "close"))
+                .json(json!({ "error": "body too large" }));
+        }
+        Err(BodyError::TimedOut) => {
+            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 408, reason = "body not received within the request timeout", "request rejected");
+            return HttpResponse::RequestTimeout()
+                .insert_header(("Connection", "close"))
+                .json(json!({ "error": "request timeout" }));
+        }
+        Err(BodyError::Broken(reason)) => {
+            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 400, reason = %reason, "request rejected");
+            return HttpResponse::BadRequest().json(json!({ "error": "unreadable body" }));
+        }
+    };
+
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if !source.verifier.accepts_content_type(content_type) {
+        tracing::info!(target: REQUEST_LOG, source = %source_name, status = 415, content_type = content_type.unwrap_or(""), reason = "content type not accepted", "request rejected");
+        return HttpResponse::UnsupportedMediaType()
+            .json(json!({ "error": "unsupported content type" }));
+    }
+
+    let headers = ActixHeaders(request.headers());
+    let now = now_millis();
+    let inbound = Inbound {
+        headers: &headers,
+        body: &body,
+        now: now / 1000,
+    };
+    let decoded = source
+        .verifier
+        .verify(&inbound)
+        .and_then(|()| source.verifier.decode(&inbound));
+    let events = match decoded {
+        Ok(events) => events,
+        Err(Rejection::Unauthorized(reason)) => {
+            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 401, reason, "request rejected");
+            return HttpResponse::Unauthorized().json(json!({ "error": "unauthorized" }));
+        }
+        Err(Rejection::Malformed(reason)) => {
+            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 400, reason = %reason, "request rejected");
+            return HttpResponse::BadRequest().json(json!({ "error": "malformed event" }));
+        }
+    };
+
+    let mut batch = Vec::with_capacity(events.len());
+    for event in &events {
+        batch.push(build_event(&state, &source_name, &source.verifier, event, now).await);
+    }
+    let summaries: Vec<(String, Option<String>)> = batch
+        .iter()
+        .map(|event| {
+            (
+                event.types.first().cloned().unwrap_or_default(),
+                event.ignored_reason.clone(),
+            )
+        })
+        .collect();
+
+    let results = match state.store.ingest(batch).await {
+        Ok(results) => results,
+        Err(err) => {
+            tracing::error!(source = %source_name, error = %err, "cannot commit the event; responding 503 so the sender retries");
+            return HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "5"))
+                .json(json!({ "error": "store unavailable, retry later" }));
+        }
+    };
+
+    let (mut accepted, mut duplicates, mut ignored) = (0, 0, 0);
+    for (result, (event_type, ignored_reason)) in results.iter().zip(summaries) {
+        match result {
+            Ingested::New { event_id, jobs } if *jobs > 0 => {
+                accepted += 1;
+                tracing::debug!(target: REQUEST_LOG, %event_id, source = %source_name, jobs, "event accepted");
+            }
+            Ingested::New { event_id, .. } => {
+                ignored += 1;
+                tracing::info!(target: REQUEST_LOG, %event_id, source = %source_name, event_type = %event_type,
+                    reason = ignored_reason.as_deref().unwrap_or(""), "event ignored");
+            }
+            Ingested::Duplicate { event_id } => {
+                duplicates += 1;
+                tracing::info!(target: REQUEST_LOG, %event_id, source = %source_name, event_type = %event_type,
+                    reason = "delivery seen before", "duplicate event");
+            }
+        }
+    }
+    if accepted > 0 {
+        state.wake.notify_waiters();
+        state.wake.notify_one();
+    }
+    HttpResponse::Ok().json(json!({
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "ignored": ignored,
+    }))
+}
+
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken(String),
+}
+
+/// Reads the body up to the limit. A declared length over the limit is
+/// rejected before reading; a stream that grows past it is cut off.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    state: &AppState,
+) -> Result<web::Bytes, BodyError> {
+    let limit = state.server.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|err| BodyError::Broken(format!("body read failed: {err}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(state.server.request_timeout, read)
+        .await
+        .map_err(|_| BodyError::TimedOut)?
+}
+
+/// Turns one decoded event into what the store commits: its jobs, or the
+/// reason it is ignored.
+async fn build_event(
+    state: &AppState,
+    source: &str,
+    verifier: &Verifier,
+    event: &DecodedEvent,
+    now: i64,
+) -> NewEvent {
+    let id = ulid::Ulid::new().to_string();
+    let mut new_event = NewEvent {
+        id,
+        source: source.to_string(),
+        delivery_key: event.delivery_key.clone(),
+        types: event.types.clone(),
+        received_at: now,
+        occurred_at: event.occurred_at,
+        ignored_reason: None,
+        jobs: Vec::new(),
+    };
+    if let Verifier::Appwrite(_) = verifier {
+        if let Some(reason) = own_appwrite_echo(state, event, now).await {
+            new_event.ignored_reason = Some(reason);
+            return new_event;
+        }
+    }
+    let evaluation = state.rules.evaluate(source, event);
+    if evaluation.jobs.is_empty() {
+        new_event.ignored_reason = Some(evaluation.ignored_reason());
+        return new_event;
+    }
+    new_event.jobs = evaluation
+        .jobs
+        .into_iter()
+        .map(|spec| NewJob {
+            id: ulid::Ulid::new().to_string(),
+            rule: spec.rule.to_string(),
+            action: spec.action.as_str().to_string(),
+            target: spec.target.to_string(),
+            user_kind: spec.user_kind.to_string(),
+            user: spec.user,
+            session_id: spec.session_id,
+            event_type: spec.event_type,
+            dry_run: spec.dry_run,
+        })
+        .collect();
+    new_event
+}
+
+/// Recognises the Appwrite events that revokd's own calls cause, so no rule
+/// set can loop: every delete-all-sessions event, and a status change to the
+/// value revokd itself set within the last ten minutes.
+async fn own_appwrite_echo(state: &AppState, event: &DecodedEvent, now: i64) -> Option<String> {
+    static SESSIONS_DELETE: OnceLock<Pattern> = OnceLock::new();
+    static STATUS_UPDATE: OnceLock<Pattern> = OnceLock::new();
+    let sessions_delete =
+        SESSIONS_DELETE.get_or_init(|| Pattern::parse("users.*.sessions.delete").expect("valid"));
+    let status_update =
+        STATUS_UPDATE.get_or_init(|| Pattern::parse("users.*.update.status").expect("valid"));
+
+    if event.types.iter().any(|name| sessions_delete.matches(name)) {
+        return Some(
+            "all sessions deleted: an effect of delete_sessions, nothing left to revoke".into(),
+        );
+    }
+    if !event.types.iter().any(|name| status_update.matches(name)) {
+        return None;
+    }
+    let user = event.payload.get("$id").and_then(Value::as_str)?;
+    let status = event.payload.get("status").and_then(Value::as_bool)?;
+    let since = now - OWN_STATUS_CHANGE_WINDOW;
+    match state.store.status_changed_since(user, status, since).await {
+        Ok(true) => Some("status change made by revokd itself".into()),
+        Ok(false) => None,
+        Err(err) => {
+            // Acting on the event is the safe side: the actions are idempotent.
+            tracing::warn!(error = %err, "cannot check revokd's own status changes; applying rules");
+            None
+        }
+    }
+}

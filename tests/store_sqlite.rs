@@ -1,0 +1,952 @@
+//! Tests of `SqliteStore` against real database files in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use revokd::store::sqlite::{SqliteOptions, SqliteStore};
+use revokd::store::{
+    Attempt, AttemptRecord, Disposition, Ingested, JobCounts, JobState, Millis, NewEvent, NewJob,
+    Store, StoreError,
+};
+use tempfile::TempDir;
+
+fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("revokd.db")
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(SqliteOptions::new(path)).expect("open store")
+}
+
+fn temp_store() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let store = open(&db_path(&dir));
+    (dir, store)
+}
+
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: id.to_owned(),
+        rule: "logout-on-password-change".to_owned(),
+        action: "delete_sessions".to_owned(),
+        target: "main".to_owned(),
+        user_kind: "id".to_owned(),
+        user: "6650c1f2a7b3e9d4c021".to_owned(),
+        session_id: None,
+        event_type: "users.6650c1f2a7b3e9d4c021.update.password".to_owned(),
+        dry_run: false,
+    }
+}
+
+/// Builds an event from source `appwrite` with `jobs` jobs named `<id>-job<n>`.
+fn event(id: &str, key: &str, received_at: Millis, jobs: usize) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        source: "appwrite".to_owned(),
+        delivery_key: key.to_owned(),
+        types: vec![
+            "users.*.update.password".to_owned(),
+            "users.6650c1f2a7b3e9d4c021.update.password".to_owned(),
+        ],
+        received_at,
+        occurred_at: Some(received_at - 5),
+        ignored_reason: if jobs == 0 {
+            Some("no rule matched".to_owned())
+        } else {
+            None
+        },
+        jobs: (0..jobs).map(|n| job(&format!("{id}-job{n}"))).collect(),
+    }
+}
+
+fn attempt(started_at: Millis, status: Option<u16>, error_type: Option<&str>) -> Attempt {
+    Attempt {
+        started_at,
+        finished_at: started_at + 12,
+        status,
+        error_type: error_type.map(str::to_owned),
+        error: error_type.map(|kind| format!("Appwrite returned {kind}")),
+    }
+}
+
+fn now_millis() -> Millis {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    Millis::try_from(elapsed.as_millis()).expect("time fits in i64")
+}
+
+fn new_event(event_id: &str, jobs: usize) -> Ingested {
+    Ingested::New {
+        event_id: event_id.to_owned(),
+        jobs,
+    }
+}
+
+fn duplicate(event_id: &str) -> Ingested {
+    Ingested::Duplicate {
+        event_id: event_id.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn ingest_stores_event_and_jobs() {
+    let (_dir, store) = temp_store();
+
+    let results = store
+        .ingest(vec![event("ev1", "key1", 1000, 2)])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![new_event("ev1", 2)]);
+
+    let jobs = store.event_jobs("ev1").await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].id, "ev1-job0");
+    assert_eq!(jobs[1].id, "ev1-job1");
+    assert_eq!(jobs[0].rule, "logout-on-password-change");
+    assert_eq!(jobs[0].action, "delete_sessions");
+    assert_eq!(jobs[0].target, "main");
+    assert_eq!(jobs[0].user, "6650c1f2a7b3e9d4c021");
+    assert_eq!(jobs[0].state, JobState::Pending);
+    assert_eq!(jobs[0].note, None);
+    assert!(jobs[0].attempts.is_empty());
+
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        JobCounts {
+            pending: 2,
+            claimed: 0,
+            done: 0,
+            dead: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn ingest_event_without_jobs() {
+    let (_dir, store) = temp_store();
+
+    let results = store
+        .ingest(vec![event("ev1", "key1", 1000, 0)])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![new_event("ev1", 0)]);
+
+    let jobs = store.event_jobs("ev1").await.unwrap();
+    assert!(jobs.is_empty());
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn ingest_empty_batch() {
+    let (_dir, store) = temp_store();
+
+    let results = store.ingest(Vec::new()).await.unwrap();
+    assert!(results.is_empty());
+}
+
+#[tokio::test]
+async fn ingest_duplicate_across_batches() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 2)])
+        .await
+        .unwrap();
+
+    let results = store
+        .ingest(vec![event("ev2", "key1", 2000, 3)])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![duplicate("ev1")]);
+
+    let missing = store.event_jobs("ev2").await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.pending, 2);
+}
+
+#[tokio::test]
+async fn ingest_duplicate_within_batch() {
+    let (_dir, store) = temp_store();
+    let mut other_source = event("ev3", "key1", 1000, 1);
+    other_source.source = "clerk".to_owned();
+
+    let results = store
+        .ingest(vec![
+            event("ev1", "key1", 1000, 1),
+            event("ev2", "key1", 1000, 1),
+            other_source,
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0], new_event("ev1", 1));
+    assert_eq!(results[1], duplicate("ev1"));
+    // The same delivery key from another source is a different delivery.
+    assert_eq!(results[2], new_event("ev3", 1));
+    assert_eq!(store.job_counts().await.unwrap().pending, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_same_key_stores_one_event() {
+    let (_dir, store) = temp_store();
+    let store = Arc::new(store);
+
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .ingest(vec![event(&format!("ev{n}"), "same-key", 1000, 1)])
+                .await
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        let mut result = task.await.unwrap().unwrap();
+        assert_eq!(result.len(), 1);
+        results.push(result.remove(0));
+    }
+
+    let stored: Vec<&String> = results
+        .iter()
+        .filter_map(|result| match result {
+            Ingested::New { event_id, .. } => Some(event_id),
+            Ingested::Duplicate { .. } => None,
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "{results:?}");
+    let stored_id = stored[0].clone();
+    for result in &results {
+        if let Ingested::Duplicate { event_id } = result {
+            assert_eq!(event_id, &stored_id);
+        }
+    }
+    assert_eq!(store.job_counts().await.unwrap().pending, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_batches_queued_ingests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+
+    // A second connection holds the write lock, so the writer thread waits
+    // (busy_timeout) on its first transaction while the other calls queue up.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let calls = 200;
+    let mut tasks = Vec::new();
+    for n in 0..calls {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let id = format!("ev{n:03}");
+            store.ingest(vec![event(&id, &id, 1000 + n, 1)]).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+
+    for (n, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap().unwrap();
+        assert_eq!(result, vec![new_event(&format!("ev{n:03}"), 1)]);
+    }
+
+    let stats = store.group_commit_stats();
+    assert_eq!(stats.calls, calls as u64);
+    // Expected: one transaction for the call that waited on the lock and one
+    // for the 199 queued behind it.
+    assert!(stats.transactions <= 5, "{stats:?}");
+
+    store.close().await.unwrap();
+    drop(store);
+    let reopened = open(&path);
+    for n in 0..calls {
+        let jobs = reopened.event_jobs(&format!("ev{n:03}")).await.unwrap();
+        assert_eq!(jobs.len(), 1, "event ev{n:03}");
+    }
+    assert_eq!(reopened.job_counts().await.unwrap().pending, calls as u64);
+}
+
+#[tokio::test]
+async fn reopen_after_close_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 2)])
+        .await
+        .unwrap();
+    let claimed = store.claim_due(1000, 1, 60_000, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .finish_attempt(
+            &claimed[0].id,
+            attempt(1001, Some(204), None),
+            Disposition::Done { note: None },
+        )
+        .await
+        .unwrap();
+    store
+        .record_status_change("main", "user1", false, 1500)
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    drop(store);
+
+    let reopened = open(&path);
+    let jobs = reopened.event_jobs("ev1").await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].state, JobState::Done);
+    assert_eq!(jobs[0].attempts.len(), 1);
+    assert_eq!(jobs[1].state, JobState::Pending);
+    assert!(reopened
+        .status_changed_since("user1", false, 1500)
+        .await
+        .unwrap());
+    let again = reopened
+        .ingest(vec![event("ev9", "key1", 3000, 1)])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![duplicate("ev1")]);
+}
+
+#[tokio::test]
+async fn reopen_after_drop_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 3)])
+        .await
+        .unwrap();
+    // No close: the acknowledged commit must be visible to the next open.
+    drop(store);
+
+    let reopened = open(&path);
+    let jobs = reopened.event_jobs("ev1").await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(reopened.job_counts().await.unwrap().pending, 3);
+}
+
+#[tokio::test]
+async fn open_applies_wal_and_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    store.check_writable().await.unwrap();
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let journal_mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(journal_mode, "wal");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+}
+
+#[tokio::test]
+async fn open_with_synchronous_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        path: db_path(&dir),
+        synchronous_full: false,
+    };
+    let store = SqliteStore::open(options).unwrap();
+
+    let results = store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![new_event("ev1", 1)]);
+}
+
+#[tokio::test]
+async fn open_missing_directory_names_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("revokd.db");
+
+    let result = SqliteStore::open(SqliteOptions::new(&path));
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable");
+    };
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("directory exists"), "{message}");
+}
+
+#[tokio::test]
+async fn open_rejects_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+
+    let result = SqliteStore::open(SqliteOptions::new(&path));
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable");
+    };
+    assert!(message.contains("schema version 99"), "{message}");
+    assert!(message.contains("Upgrade revokd"), "{message}");
+}
+
+#[tokio::test]
+async fn calls_after_close_fail() {
+    let (_dir, store) = temp_store();
+    store.close().await.unwrap();
+
+    let ingest = store.ingest(vec![event("ev1", "key1", 1000, 1)]).await;
+    assert!(
+        matches!(ingest, Err(StoreError::Unavailable(_))),
+        "{ingest:?}"
+    );
+    let counts = store.job_counts().await;
+    assert!(
+        matches!(counts, Err(StoreError::Unavailable(_))),
+        "{counts:?}"
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn claim_waits_for_due_time() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+
+    let early = store.claim_due(999, 10, 500, "worker-a").await.unwrap();
+    assert!(early.is_empty());
+
+    let claimed = store.claim_due(1000, 10, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let job = &claimed[0];
+    assert_eq!(job.id, "ev1-job0");
+    assert_eq!(job.event_id, "ev1");
+    assert_eq!(job.source, "appwrite");
+    assert_eq!(job.rule, "logout-on-password-change");
+    assert_eq!(job.action, "delete_sessions");
+    assert_eq!(job.target, "main");
+    assert_eq!(job.user_kind, "id");
+    assert_eq!(job.user, "6650c1f2a7b3e9d4c021");
+    assert_eq!(job.session_id, None);
+    assert_eq!(job.event_type, "users.6650c1f2a7b3e9d4c021.update.password");
+    assert!(!job.dry_run);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.event_received_at, 1000);
+}
+
+#[tokio::test]
+async fn claim_respects_lease() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+
+    let first = store.claim_due(1000, 10, 500, "worker-a").await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(store.next_due().await.unwrap(), Some(1500));
+
+    let during_lease = store.claim_due(1499, 10, 500, "worker-b").await.unwrap();
+    assert!(during_lease.is_empty());
+
+    // worker-a never finished, as if its process died: the job comes back.
+    let after_lease = store.claim_due(1500, 10, 500, "worker-b").await.unwrap();
+    assert_eq!(after_lease.len(), 1);
+    assert_eq!(after_lease[0].id, "ev1-job0");
+    assert_eq!(after_lease[0].attempts, 0);
+    assert_eq!(store.next_due().await.unwrap(), Some(2000));
+}
+
+#[tokio::test]
+async fn claim_orders_by_due_time_and_limits() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![
+            event("ev1", "key1", 100, 1),
+            event("ev2", "key2", 300, 1),
+            event("ev3", "key3", 200, 1),
+        ])
+        .await
+        .unwrap();
+
+    let claimed = store.claim_due(1000, 2, 500, "worker-a").await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, vec!["ev1-job0", "ev3-job0"]);
+
+    let none = store.claim_due(1000, 0, 500, "worker-a").await.unwrap();
+    assert!(none.is_empty());
+    let rest = store.claim_due(1000, 10, 500, "worker-a").await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "ev2-job0");
+}
+
+#[tokio::test]
+async fn next_due_without_pending_jobs() {
+    let (_dir, store) = temp_store();
+    assert_eq!(store.next_due().await.unwrap(), None);
+
+    store
+        .ingest(vec![event("ev1", "key1", 700, 1)])
+        .await
+        .unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(700));
+}
+
+#[tokio::test]
+async fn finish_attempt_retry_then_done() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    let claimed = store.claim_due(1000, 1, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(1010, Some(503), Some("http_503")),
+            Disposition::Retry { at: 5000 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(5000));
+    let early = store.claim_due(4999, 1, 500, "worker-a").await.unwrap();
+    assert!(early.is_empty());
+    let retried = store.claim_due(5000, 1, 500, "worker-a").await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(5010, Some(404), None),
+            Disposition::Done {
+                note: Some("user_not_found".to_owned()),
+            },
+        )
+        .await
+        .unwrap();
+
+    let jobs = store.event_jobs("ev1").await.unwrap();
+    assert_eq!(jobs[0].state, JobState::Done);
+    assert_eq!(jobs[0].note.as_deref(), Some("user_not_found"));
+    assert_eq!(
+        jobs[0].attempts,
+        vec![
+            AttemptRecord {
+                number: 1,
+                started_at: 1010,
+                finished_at: 1022,
+                status: Some(503),
+                error_type: Some("http_503".to_owned()),
+                error: Some("Appwrite returned http_503".to_owned()),
+            },
+            AttemptRecord {
+                number: 2,
+                started_at: 5010,
+                finished_at: 5022,
+                status: Some(404),
+                error_type: None,
+                error: None,
+            },
+        ]
+    );
+    assert_eq!(store.next_due().await.unwrap(), None);
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.pending, 0);
+    assert_eq!(counts.done, 1);
+}
+
+#[tokio::test]
+async fn finish_attempt_dead() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    store.claim_due(1000, 1, 500, "worker-a").await.unwrap();
+
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(1010, Some(401), Some("general_unauthorized_scope")),
+            Disposition::Dead,
+        )
+        .await
+        .unwrap();
+
+    let jobs = store.event_jobs("ev1").await.unwrap();
+    assert_eq!(jobs[0].state, JobState::Dead);
+    assert_eq!(jobs[0].attempts.len(), 1);
+    assert_eq!(jobs[0].attempts[0].number, 1);
+    assert_eq!(
+        jobs[0].attempts[0].error_type.as_deref(),
+        Some("general_unauthorized_scope")
+    );
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.dead, 1);
+    assert_eq!(counts.pending, 0);
+    let later = store.claim_due(100_000, 1, 500, "worker-a").await.unwrap();
+    assert!(later.is_empty());
+}
+
+#[tokio::test]
+async fn finish_attempt_after_done_keeps_state() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(1010, Some(204), None),
+            Disposition::Done { note: None },
+        )
+        .await
+        .unwrap();
+
+    // A late Retry from a worker whose lease had expired must not reopen the job.
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(1020, None, Some("timeout")),
+            Disposition::Retry { at: 2000 },
+        )
+        .await
+        .unwrap();
+
+    let jobs = store.event_jobs("ev1").await.unwrap();
+    assert_eq!(jobs[0].state, JobState::Done);
+    assert_eq!(jobs[0].attempts.len(), 2);
+    assert_eq!(jobs[0].attempts[1].number, 2);
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn finish_attempt_unknown_job() {
+    let (_dir, store) = temp_store();
+
+    let result = store
+        .finish_attempt(
+            "no-such-job",
+            attempt(1010, Some(204), None),
+            Disposition::Done { note: None },
+        )
+        .await;
+    assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn release_frees_only_owner_leases() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![
+            event("ev1", "key1", 100, 2),
+            event("ev2", "key2", 200, 1),
+        ])
+        .await
+        .unwrap();
+    let by_a = store.claim_due(1000, 2, 60_000, "worker-a").await.unwrap();
+    assert_eq!(by_a.len(), 2);
+    let by_b = store.claim_due(1000, 2, 60_000, "worker-b").await.unwrap();
+    assert_eq!(by_b.len(), 1);
+
+    assert_eq!(store.release("worker-a").await.unwrap(), 2);
+    assert_eq!(store.release("nobody").await.unwrap(), 0);
+
+    let by_c = store.claim_due(1000, 10, 60_000, "worker-c").await.unwrap();
+    let ids: Vec<&str> = by_c.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, vec!["ev1-job0", "ev1-job1"]);
+    assert_eq!(by_c[0].attempts, 0);
+}
+
+#[tokio::test]
+async fn status_changed_since_matches() {
+    let (_dir, store) = temp_store();
+    store
+        .record_status_change("main", "user1", false, 1000)
+        .await
+        .unwrap();
+
+    assert!(store
+        .status_changed_since("user1", false, 1000)
+        .await
+        .unwrap());
+    assert!(store.status_changed_since("user1", false, 0).await.unwrap());
+    assert!(!store
+        .status_changed_since("user1", false, 1001)
+        .await
+        .unwrap());
+    assert!(!store.status_changed_since("user1", true, 0).await.unwrap());
+    assert!(!store.status_changed_since("user2", false, 0).await.unwrap());
+}
+
+#[tokio::test]
+async fn prune_keeps_pending_work() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![
+            event("old-done", "key1", 100, 1),
+            event("old-pending", "key2", 100, 1),
+            event("old-ignored", "key3", 100, 0),
+            event("old-mixed", "key4", 100, 2),
+            event("new-done", "key5", 5000, 1),
+        ])
+        .await
+        .unwrap();
+    for job_id in ["old-done-job0", "old-mixed-job0", "new-done-job0"] {
+        store
+            .finish_attempt(
+                job_id,
+                attempt(150, Some(204), None),
+                Disposition::Done { note: None },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .record_status_change("main", "user1", false, 100)
+        .await
+        .unwrap();
+    store
+        .record_status_change("main", "user2", false, 5000)
+        .await
+        .unwrap();
+
+    let removed = store.prune(1000).await.unwrap();
+    assert_eq!(removed, 2);
+
+    let done = store.event_jobs("old-done").await;
+    assert!(matches!(done, Err(StoreError::NotFound(_))), "{done:?}");
+    let ignored = store.event_jobs("old-ignored").await;
+    assert!(
+        matches!(ignored, Err(StoreError::NotFound(_))),
+        "{ignored:?}"
+    );
+    assert_eq!(store.event_jobs("old-pending").await.unwrap().len(), 1);
+    assert_eq!(store.event_jobs("old-mixed").await.unwrap().len(), 2);
+    assert_eq!(store.event_jobs("new-done").await.unwrap().len(), 1);
+    assert!(!store.status_changed_since("user1", false, 0).await.unwrap());
+    assert!(store.status_changed_since("user2", false, 0).await.unwrap());
+
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.pending, 2);
+    assert_eq!(counts.done, 2);
+
+    // The pruned delivery key is free again.
+    let again = store
+        .ingest(vec![event("again", "key1", 6000, 1)])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![new_event("again", 1)]);
+}
+
+#[tokio::test]
+async fn job_counts_claimed_subset_of_pending() {
+    let (_dir, store) = temp_store();
+    let now = now_millis();
+    store
+        .ingest(vec![
+            event("ev1", "key1", now - 3000, 1),
+            event("ev2", "key2", now - 2000, 1),
+            event("ev3", "key3", now - 1000, 1),
+        ])
+        .await
+        .unwrap();
+    store.claim_due(now, 2, 600_000, "worker-a").await.unwrap();
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(now, Some(204), None),
+            Disposition::Done { note: None },
+        )
+        .await
+        .unwrap();
+
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        JobCounts {
+            pending: 2,
+            claimed: 1,
+            done: 1,
+            dead: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn check_writable_on_fresh_store() {
+    let (_dir, store) = temp_store();
+    store.check_writable().await.unwrap();
+}
+
+#[tokio::test]
+async fn reused_job_id_fails_whole_call() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+
+    // ev2 carries a job id that ev1 already uses.
+    let mut clash = event("ev2", "key2", 1000, 1);
+    clash.jobs[0].id = "ev1-job0".to_owned();
+    let result = store
+        .ingest(vec![event("ev3", "key3", 1000, 1), clash])
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+
+    // Nothing of the failed call is stored, not even its first event.
+    let first = store.event_jobs("ev3").await;
+    assert!(matches!(first, Err(StoreError::NotFound(_))), "{first:?}");
+    let second = store.event_jobs("ev2").await;
+    assert!(matches!(second, Err(StoreError::NotFound(_))), "{second:?}");
+    assert_eq!(store.job_counts().await.unwrap().pending, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_call_spares_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    store
+        .ingest(vec![event("ev0", "key0", 1000, 1)])
+        .await
+        .unwrap();
+
+    // Hold the write lock so that the calls below are committed together.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let first = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.ingest(vec![event("ev1", "key1", 1000, 1)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let clashing = {
+        let store = Arc::clone(&store);
+        let mut clash = event("ev2", "key2", 1000, 1);
+        clash.jobs[0].id = "ev0-job0".to_owned();
+        tokio::spawn(async move { store.ingest(vec![clash]).await })
+    };
+    let last = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.ingest(vec![event("ev3", "key3", 1000, 1)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+
+    assert_eq!(first.await.unwrap().unwrap(), vec![new_event("ev1", 1)]);
+    let clash_result = clashing.await.unwrap();
+    assert!(
+        matches!(clash_result, Err(StoreError::Unavailable(_))),
+        "{clash_result:?}"
+    );
+    assert_eq!(last.await.unwrap().unwrap(), vec![new_event("ev3", 1)]);
+
+    let stats = store.group_commit_stats();
+    // ev0 took one transaction. The failed call shared a transaction with at
+    // least one of ev1 and ev3, otherwise there would be four.
+    assert_eq!(stats.calls, 3);
+    assert!(stats.transactions <= 3, "{stats:?}");
+    let missing = store.event_jobs("ev2").await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(store.job_counts().await.unwrap().pending, 3);
+}
+
+/// Builds 20 events with 3 jobs each, large enough to need new database pages.
+fn large_batch(prefix: &str) -> Vec<NewEvent> {
+    (0..20)
+        .map(|n| {
+            let id = format!("{prefix}{n:02}");
+            let mut event = event(&id, &format!("{id}-{}", "k".repeat(2000)), 1000, 3);
+            for job in &mut event.jobs {
+                job.user = "u".repeat(1000);
+            }
+            event
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn full_disk_fails_ingest_without_partial_writes() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev0", "key0", 1000, 1)])
+        .await
+        .unwrap();
+
+    let limit = store.set_max_page_count(1).await.unwrap();
+    assert!(limit > 1, "limit {limit}");
+
+    // The small first event fits in existing pages; the large ones do not.
+    let mut batch = vec![event("small", "small-key", 1000, 1)];
+    batch.extend(large_batch("big"));
+    let result = store.ingest(batch).await;
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable, got {result:?}");
+    };
+    assert!(message.contains("full"), "{message}");
+
+    let small = store.event_jobs("small").await;
+    assert!(matches!(small, Err(StoreError::NotFound(_))), "{small:?}");
+    let big = store.event_jobs("big00").await;
+    assert!(matches!(big, Err(StoreError::NotFound(_))), "{big:?}");
+    assert_eq!(store.job_counts().await.unwrap().pending, 1);
+
+    let lifted = store.set_max_page_count(u32::MAX).await.unwrap();
+    assert!(lifted > limit, "lifted {lifted}, before {limit}");
+    let results = store.ingest(large_batch("big")).await.unwrap();
+    assert_eq!(results.len(), 20);
+    assert_eq!(results[0], new_event("big00", 3));
+    assert_eq!(results[19], new_event("big19", 3));
+    assert_eq!(store.job_counts().await.unwrap().pending, 61);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_disk_fails_concurrent_ingests() {
+    let (_dir, store) = temp_store();
+    let store = Arc::new(store);
+    store.set_max_page_count(1).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.ingest(large_batch(&format!("task{n}-"))).await
+        }));
+    }
+    for task in tasks {
+        let result = task.await.unwrap();
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(store.job_counts().await.unwrap(), JobCounts::default());
+
+    store.set_max_page_count(u32::MAX).await.unwrap();
+    store.check_writable().await.unwrap();
+    let results = store.ingest(large_batch("after-")).await.unwrap();
+    assert_eq!(results.len(), 20);
+}
