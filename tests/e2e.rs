@@ -440,3 +440,82 @@ async fn rate_limit_is_retried() {
     assert_eq!(statuses, vec![429, 204]);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_make_one_job() {
+    let app = spawn_app().await;
+    let events = sample_events("appwrite-password-updated.body");
+    let mut sends = Vec::new();
+    for _ in 0..10 {
+        sends.push(app.post_appwrite(&events, PASSWORD_UPDATED));
+    }
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    for response in futures_util::future::join_all(sends).await {
+        let answer = counts(response).await;
+        accepted += answer["accepted"];
+        duplicates += answer["duplicates"];
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(duplicates, 9);
+    let settled = app.settle().await;
+    assert_eq!(settled.done, 1);
+    assert_eq!(app.calls().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_ips_and_trusted_proxies() {
+    let app = spawn_app_edited(DEFAULT_RULES, &["users.read", "users.write"], |text| {
+        text.replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+        )
+        .replace(
+            "[sources.clerk]\n",
+            "[sources.clerk]\nallow_ips = [\"10.0.0.0/8\"]\n",
+        )
+    })
+    .await;
+    let body = CLERK_USER_BANNED;
+    let send = |id: &'static str, forwarded: Option<&'static str>| {
+        let timestamp = revokd::delivery::now_millis() / 1000;
+        let signature =
+            revokd::senders::standard_webhooks_signature(CLERK_SECRET, id, timestamp, body);
+        let mut request = app
+            .http
+            .post(format!("{}/hooks/clerk", app.base))
+            .header("Content-Type", "application/json")
+            .header("svix-id", id)
+            .header("svix-timestamp", timestamp.to_string())
+            .header("svix-signature", signature)
+            .body(body.to_vec());
+        if let Some(forwarded) = forwarded {
+            request = request.header("X-Forwarded-For", forwarded);
+        }
+        request.send()
+    };
+    // The peer is 127.0.0.1, a trusted proxy, so the client is taken from the header.
+    assert_eq!(send("msg_direct", None).await.unwrap().status(), 403);
+    assert_eq!(
+        send("msg_inside", Some("10.1.2.3")).await.unwrap().status(),
+        200
+    );
+    let spoofed = send("msg_spoofed", Some("10.1.2.3, 192.0.2.1"))
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 403);
+    let garbage = send("msg_garbage", Some("not-an-address")).await.unwrap();
+    assert_eq!(garbage.status(), 403);
+    // Sources without allow_ips take every address.
+    let appwrite = app
+        .post_appwrite(
+            &sample_events("appwrite-password-updated.body"),
+            PASSWORD_UPDATED,
+        )
+        .await;
+    assert_eq!(appwrite.status(), 200);
+    let settled = app.settle().await;
+    assert_eq!(settled.done, 2);
+    app.stop().await;
+}

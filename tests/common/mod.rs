@@ -136,6 +136,15 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a simulator whose key has `scopes`, seeds `USER` with three
 /// sessions, and starts revokd with `rules`.
 pub async fn spawn_app_with(rules: &str, scopes: &[&str]) -> TestApp {
+    spawn_app_edited(rules, scopes, |text| text).await
+}
+
+/// Like `spawn_app_with`, with `edit` applied to the config text first.
+pub async fn spawn_app_edited(
+    rules: &str,
+    scopes: &[&str],
+    edit: impl FnOnce(String) -> String,
+) -> TestApp {
     let simulator = Simulator::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -157,7 +166,7 @@ pub async fn spawn_app_with(rules: &str, scopes: &[&str]) -> TestApp {
         &signed_url,
         rules,
     );
-    let config = Config::parse(&text, &TestEnv).unwrap();
+    let config = Config::parse(&edit(text), &TestEnv).unwrap();
     let service = Service::start(config, listener).await.unwrap();
     TestApp {
         base,
