@@ -91,6 +91,30 @@ pub struct SessionSummary {
     pub id: String,
 }
 
+/// A webhook as listed by `GET /webhooks`, with the fields that show its health.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookSummary {
+    #[serde(rename = "$id")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    /// Consecutive failed deliveries; Appwrite switches the webhook off at 10.
+    #[serde(default)]
+    pub attempts: u64,
+    /// Appwrite's note on the most recent failure.
+    #[serde(default)]
+    pub logs: String,
+}
+
+#[derive(Deserialize)]
+struct WebhookList {
+    webhooks: Vec<WebhookSummary>,
+    #[serde(default)]
+    total: u64,
+}
+
 #[derive(Deserialize)]
 struct SessionList {
     sessions: Vec<SessionSummary>,
@@ -150,6 +174,18 @@ impl AppwriteClient {
             .await
             .map_err(|err| CallError::Decode(format!("session list: {err}")))?;
         Ok(list.sessions)
+    }
+
+    /// `GET /webhooks`: the project's webhooks (first page only) and the total
+    /// count. Needs the `webhooks.read` scope.
+    pub async fn list_webhooks(&self) -> Result<(Vec<WebhookSummary>, u64), CallError> {
+        let url = format!("{}/webhooks", self.endpoint);
+        let response = self.send(Method::GET, &url, None).await?;
+        let list: WebhookList = response
+            .json()
+            .await
+            .map_err(|err| CallError::Decode(format!("webhook list: {err}")))?;
+        Ok((list.webhooks, list.total))
     }
 
     /// `DELETE /users/{userId}/sessions`: ends every session of the user.

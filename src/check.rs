@@ -1,9 +1,10 @@
 //! `revokd check`: print the config as understood and, with `--targets`, test
 //! each Appwrite target with calls that cannot change anything.
 
-use crate::appwrite::{http_client, AppwriteClient, CallError};
+use crate::appwrite::{http_client, AppwriteClient, CallError, WebhookSummary};
 use crate::config::{Config, StoreLocation};
 use crate::rules::{Rule, UserRef};
+use crate::sources::Verifier;
 
 /// Prints the sources, targets and rules as revokd understood them.
 pub fn print_config(config: &Config) {
@@ -113,8 +114,82 @@ pub async fn probe_targets(config: &Config) -> bool {
             let status = client.update_status(&probe_user, false).await;
             all_ok &= report("users.write (update status)", status);
         }
+        all_ok &= check_webhooks(config, &client).await;
     }
     all_ok
+}
+
+/// Reports every Appwrite webhook that points at one of revokd's `appwrite`
+/// sources and is switched off or failing. Appwrite never redelivers, and it
+/// switches a webhook off after 10 failed deliveries in a row, so such a
+/// webhook is losing events. Skipped when the key lacks `webhooks.read`.
+async fn check_webhooks(config: &Config, client: &AppwriteClient) -> bool {
+    let signed_urls: Vec<&str> = config
+        .sources
+        .values()
+        .filter_map(|source| match &source.verifier {
+            Verifier::Appwrite(appwrite) => Some(appwrite.signed_url()),
+            _ => None,
+        })
+        .collect();
+    if signed_urls.is_empty() {
+        return true;
+    }
+    let (webhooks, total) = match client.list_webhooks().await {
+        Ok(list) => list,
+        Err(CallError::Api { status: 401, .. }) => {
+            println!("  webhooks: not checked (the key lacks webhooks.read; add it to watch the webhook's state)");
+            return true;
+        }
+        Err(err) => {
+            println!("  webhooks: FAILED to list: {err}");
+            return false;
+        }
+    };
+    if (webhooks.len() as u64) < total {
+        println!(
+            "  webhooks: only the first {} of {total} checked",
+            webhooks.len()
+        );
+    }
+    let mut healthy = true;
+    for url in signed_urls {
+        let pointing: Vec<&WebhookSummary> =
+            webhooks.iter().filter(|hook| hook.url == url).collect();
+        if pointing.is_empty() {
+            println!("  webhooks: none points at {url}: create one, or fix signed_url");
+        }
+        for hook in pointing {
+            let label = format!("webhook {} ({})", hook.id, hook.name);
+            if !hook.enabled {
+                healthy = false;
+                println!(
+                    "  {label}: DISABLED after {} failed deliveries: fix revokd, then switch it on in the console",
+                    hook.attempts
+                );
+            } else if hook.attempts > 0 {
+                healthy = false;
+                println!(
+                    "  {label}: FAILING, {} failed deliveries in a row (Appwrite switches it off at 10); last: {}",
+                    hook.attempts,
+                    first_line(&hook.logs)
+                );
+            } else {
+                println!("  {label}: ok, enabled and delivering");
+            }
+        }
+    }
+    healthy
+}
+
+/// The first line of Appwrite's failure note, cut to 200 characters.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 fn report(what: &str, result: Result<(), CallError>) -> bool {

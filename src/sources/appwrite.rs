@@ -43,6 +43,8 @@ pub struct BasicAuth {
 
 /// Verifier and decoder for one configured Appwrite webhook.
 pub struct AppwriteSource {
+    /// The webhook URL exactly as configured in Appwrite.
+    signed_url: String,
     /// One keyed HMAC state per (secret, URL form), already fed with the URL,
     /// so that each request hashes only its body.
     signers: Vec<HmacSha1>,
@@ -111,9 +113,15 @@ impl AppwriteSource {
         };
 
         Ok(Self {
+            signed_url: signed_url.to_owned(),
             signers,
             basic_credentials,
         })
+    }
+
+    /// Returns the webhook URL exactly as configured.
+    pub fn signed_url(&self) -> &str {
+        &self.signed_url
     }
 
     /// Checks basic auth (when configured) and the signature on the raw body.
