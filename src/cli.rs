@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check`, `demo` and `simulate-appwrite`.
+//! Command line: `serve`, `check`, `events`, `demo` and `simulate-appwrite`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +40,8 @@ pub enum Command {
         #[arg(long)]
         targets: bool,
     },
+    /// List stored events, show their jobs and attempts, retry dead jobs.
+    Events(crate::inspect::EventsArgs),
     /// Run revokd and an Appwrite simulator on loopback and send sample events.
     Demo,
     /// Run only the Appwrite simulator.
@@ -94,6 +96,11 @@ async fn run(cli: Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
+        }
+        Command::Events(args) => {
+            // Log lines go to stderr, so stdout carries only the table or JSON.
+            telemetry::init_with_writer(cli.log_format, "warn", std::io::stderr);
+            crate::inspect::run(args).await
         }
         Command::Demo => {
             // Only what the demo is about: outcome lines and request decisions.

@@ -14,6 +14,9 @@
 //! together, and [`cli`] is the command line. [`simulator`] is a stand-in
 //! Appwrite used by [`demo`] and the tests; [`senders`] signs requests the
 //! way each sender does.
+//!
+//! [`inspect`] implements `revokd events`, which lists stored events and
+//! retries dead jobs.
 
 pub mod app;
 pub mod appwrite;
@@ -23,6 +26,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod http;
+pub mod inspect;
 pub mod outcome;
 pub mod rules;
 pub mod senders;

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use revokd::store::sqlite::{SqliteOptions, SqliteStore};
 use revokd::store::{
-    Attempt, AttemptRecord, Disposition, Ingested, JobCounts, JobState, Millis, NewEvent, NewJob,
-    Store, StoreError,
+    Attempt, AttemptRecord, Disposition, EventFilter, Ingested, JobCounts, JobState, Millis,
+    NewEvent, NewJob, RetriedJob, Store, StoreError, DEFAULT_EVENT_LIMIT,
 };
 use tempfile::TempDir;
 
@@ -351,7 +351,7 @@ async fn open_applies_wal_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
 
 #[tokio::test]
@@ -949,4 +949,703 @@ async fn full_disk_fails_concurrent_ingests() {
     store.check_writable().await.unwrap();
     let results = store.ingest(large_batch("after-")).await.unwrap();
     assert_eq!(results.len(), 20);
+}
+
+/// Claims and finishes `job_id` with one failed attempt at `at` that makes it dead.
+async fn make_dead(store: &SqliteStore, job_id: &str, at: Millis) {
+    store
+        .finish_attempt(
+            job_id,
+            attempt(at, Some(401), Some("general_unauthorized_scope")),
+            Disposition::Dead,
+        )
+        .await
+        .unwrap();
+}
+
+async fn make_done(store: &SqliteStore, job_id: &str, at: Millis) {
+    store
+        .finish_attempt(
+            job_id,
+            attempt(at, Some(204), None),
+            Disposition::Done { note: None },
+        )
+        .await
+        .unwrap();
+}
+
+/// Stores four events: `ignored` (no jobs, received at 1000), `done` (1 done
+/// job, 2000), `mixed` (one job each pending, done and dead, 3000) from source
+/// `clerk`, and `dead` (2 dead jobs, 4000).
+async fn seed_events(store: &SqliteStore) {
+    let mut mixed = event("mixed", "key-mixed", 3000, 3);
+    mixed.source = "clerk".to_owned();
+    mixed.types = vec!["user.updated".to_owned()];
+    store
+        .ingest(vec![
+            event("ignored", "key-ignored", 1000, 0),
+            event("done", "key-done", 2000, 1),
+            mixed,
+            event("dead", "key-dead", 4000, 2),
+        ])
+        .await
+        .unwrap();
+    make_done(store, "done-job0", 2100).await;
+    make_done(store, "mixed-job1", 3100).await;
+    make_dead(store, "mixed-job2", 3200).await;
+    make_dead(store, "dead-job0", 4100).await;
+    make_dead(store, "dead-job1", 4200).await;
+}
+
+fn ids(events: &[revokd::store::EventSummary]) -> Vec<&str> {
+    events.iter().map(|event| event.id.as_str()).collect()
+}
+
+fn filter() -> EventFilter {
+    EventFilter::default()
+}
+
+#[test]
+fn event_filter_default_limit() {
+    let filter = EventFilter::default();
+    assert_eq!(filter.limit, 100);
+    assert_eq!(DEFAULT_EVENT_LIMIT, 100);
+    assert_eq!(filter.state, None);
+    assert_eq!(filter.source, None);
+    assert_eq!(filter.since, None);
+}
+
+#[tokio::test]
+async fn list_events_newest_first_with_counts() {
+    let (_dir, store) = temp_store();
+    seed_events(&store).await;
+
+    let events = store.list_events(filter()).await.unwrap();
+    assert_eq!(ids(&events), vec!["dead", "mixed", "done", "ignored"]);
+
+    let dead = &events[0];
+    assert_eq!(dead.source, "appwrite");
+    assert_eq!(dead.delivery_key, "key-dead");
+    assert_eq!(dead.first_type.as_deref(), Some("users.*.update.password"));
+    assert_eq!(dead.type_count, 2);
+    assert_eq!(dead.received_at, 4000);
+    assert_eq!(dead.ignored_reason, None);
+    assert_eq!(
+        dead.jobs,
+        JobCounts {
+            pending: 0,
+            claimed: 0,
+            done: 0,
+            dead: 2
+        }
+    );
+
+    let mixed = &events[1];
+    assert_eq!(mixed.source, "clerk");
+    assert_eq!(mixed.first_type.as_deref(), Some("user.updated"));
+    assert_eq!(mixed.type_count, 1);
+    assert_eq!(
+        mixed.jobs,
+        JobCounts {
+            pending: 1,
+            claimed: 0,
+            done: 1,
+            dead: 1
+        }
+    );
+
+    let ignored = &events[3];
+    assert_eq!(ignored.ignored_reason.as_deref(), Some("no rule matched"));
+    assert_eq!(ignored.jobs, JobCounts::default());
+}
+
+#[tokio::test]
+async fn list_events_counts_claimed_jobs() {
+    let (_dir, store) = temp_store();
+    let now = now_millis();
+    store
+        .ingest(vec![event("ev1", "key1", now - 1000, 2)])
+        .await
+        .unwrap();
+    store.claim_due(now, 1, 600_000, "worker-a").await.unwrap();
+
+    let events = store.list_events(filter()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].jobs.pending, 2);
+    assert_eq!(events[0].jobs.claimed, 1);
+}
+
+#[tokio::test]
+async fn list_events_filters_by_state() {
+    let (_dir, store) = temp_store();
+    seed_events(&store).await;
+
+    let dead = EventFilter {
+        state: Some(JobState::Dead),
+        ..filter()
+    };
+    assert_eq!(
+        ids(&store.list_events(dead).await.unwrap()),
+        vec!["dead", "mixed"]
+    );
+
+    let pending = EventFilter {
+        state: Some(JobState::Pending),
+        ..filter()
+    };
+    assert_eq!(
+        ids(&store.list_events(pending).await.unwrap()),
+        vec!["mixed"]
+    );
+
+    let done = EventFilter {
+        state: Some(JobState::Done),
+        ..filter()
+    };
+    assert_eq!(
+        ids(&store.list_events(done).await.unwrap()),
+        vec!["mixed", "done"]
+    );
+}
+
+#[tokio::test]
+async fn list_events_filters_by_source_since_limit() {
+    let (_dir, store) = temp_store();
+    seed_events(&store).await;
+
+    let clerk = EventFilter {
+        source: Some("clerk".to_owned()),
+        ..filter()
+    };
+    assert_eq!(ids(&store.list_events(clerk).await.unwrap()), vec!["mixed"]);
+
+    let unknown = EventFilter {
+        source: Some("github".to_owned()),
+        ..filter()
+    };
+    assert!(store.list_events(unknown).await.unwrap().is_empty());
+
+    // `since` includes an event received exactly at that time.
+    let since = EventFilter {
+        since: Some(2000),
+        ..filter()
+    };
+    assert_eq!(
+        ids(&store.list_events(since).await.unwrap()),
+        vec!["dead", "mixed", "done"]
+    );
+
+    let limited = EventFilter {
+        limit: 2,
+        ..filter()
+    };
+    assert_eq!(
+        ids(&store.list_events(limited).await.unwrap()),
+        vec!["dead", "mixed"]
+    );
+
+    let none = EventFilter {
+        limit: 0,
+        ..filter()
+    };
+    assert!(store.list_events(none).await.unwrap().is_empty());
+
+    let combined = EventFilter {
+        state: Some(JobState::Dead),
+        source: Some("appwrite".to_owned()),
+        since: Some(3500),
+        limit: 10,
+    };
+    assert_eq!(
+        ids(&store.list_events(combined).await.unwrap()),
+        vec!["dead"]
+    );
+}
+
+#[tokio::test]
+async fn list_events_orders_same_time_by_id() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![
+            event("ev-a", "key-a", 1000, 0),
+            event("ev-c", "key-c", 1000, 0),
+            event("ev-b", "key-b", 1000, 0),
+        ])
+        .await
+        .unwrap();
+
+    let events = store.list_events(filter()).await.unwrap();
+    assert_eq!(ids(&events), vec!["ev-c", "ev-b", "ev-a"]);
+}
+
+#[tokio::test]
+async fn event_detail_returns_jobs_and_attempts() {
+    let (_dir, store) = temp_store();
+    let mut with_session = event("ev1", "key1", 1000, 2);
+    with_session.jobs[1].action = "delete_session".to_owned();
+    with_session.jobs[1].session_id = Some("sessa".to_owned());
+    with_session.jobs[1].dry_run = true;
+    store.ingest(vec![with_session]).await.unwrap();
+    store.claim_due(1000, 1, 500, "worker-a").await.unwrap();
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(1010, Some(503), Some("general_server_error")),
+            Disposition::Retry { at: 2000 },
+        )
+        .await
+        .unwrap();
+    make_dead(&store, "ev1-job0", 2010).await;
+    store.claim_due(1000, 1, 500, "worker-b").await.unwrap();
+
+    let detail = store.event_detail("ev1").await.unwrap();
+    assert_eq!(detail.id, "ev1");
+    assert_eq!(detail.source, "appwrite");
+    assert_eq!(detail.delivery_key, "key1");
+    assert_eq!(
+        detail.types,
+        vec![
+            "users.*.update.password".to_owned(),
+            "users.6650c1f2a7b3e9d4c021.update.password".to_owned()
+        ]
+    );
+    assert_eq!(detail.received_at, 1000);
+    assert_eq!(detail.occurred_at, Some(995));
+    assert_eq!(detail.ignored_reason, None);
+    assert_eq!(detail.jobs.len(), 2);
+
+    let dead = &detail.jobs[0];
+    assert_eq!(dead.id, "ev1-job0");
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.user_kind, "id");
+    assert_eq!(
+        dead.event_type,
+        "users.6650c1f2a7b3e9d4c021.update.password"
+    );
+    assert_eq!(dead.next_attempt_at, 2000);
+    assert_eq!(dead.lease_owner, None);
+    assert_eq!(dead.lease_until, None);
+    assert_eq!(
+        dead.last_error_type.as_deref(),
+        Some("general_unauthorized_scope")
+    );
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("Appwrite returned general_unauthorized_scope")
+    );
+    assert_eq!(dead.finished_at, Some(2022));
+    assert_eq!(dead.retried_at, None);
+    assert_eq!(dead.attempts_before_retry, 0);
+    let numbers: Vec<u32> = dead.attempts.iter().map(|a| a.number).collect();
+    assert_eq!(numbers, vec![1, 2]);
+    assert_eq!(dead.attempts[0].status, Some(503));
+    assert_eq!(dead.attempts[1].status, Some(401));
+
+    let leased = &detail.jobs[1];
+    assert_eq!(leased.id, "ev1-job1");
+    assert_eq!(leased.state, JobState::Pending);
+    assert_eq!(leased.action, "delete_session");
+    assert_eq!(leased.session_id.as_deref(), Some("sessa"));
+    assert!(leased.dry_run);
+    assert_eq!(leased.lease_owner.as_deref(), Some("worker-b"));
+    assert_eq!(leased.lease_until, Some(1500));
+    assert_eq!(leased.finished_at, None);
+    assert!(leased.attempts.is_empty());
+}
+
+#[tokio::test]
+async fn event_detail_of_ignored_event() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 0)])
+        .await
+        .unwrap();
+
+    let detail = store.event_detail("ev1").await.unwrap();
+    assert_eq!(detail.ignored_reason.as_deref(), Some("no rule matched"));
+    assert!(detail.jobs.is_empty());
+}
+
+#[tokio::test]
+async fn event_detail_unknown_id() {
+    let (_dir, store) = temp_store();
+
+    let result = store.event_detail("no-such-event").await;
+    let Err(StoreError::NotFound(message)) = result else {
+        panic!("expected NotFound, got {result:?}");
+    };
+    assert_eq!(message, "event no-such-event");
+}
+
+#[tokio::test]
+async fn retry_job_makes_dead_job_due() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    store.claim_due(1000, 1, 500, "worker-a").await.unwrap();
+    make_dead(&store, "ev1-job0", 1010).await;
+
+    let retried = store.retry_job("ev1-job0", 90_000).await.unwrap();
+    assert_eq!(
+        retried,
+        RetriedJob {
+            id: "ev1-job0".to_owned(),
+            event_id: "ev1".to_owned(),
+            action: "delete_sessions".to_owned(),
+            target: "main".to_owned(),
+            user: "6650c1f2a7b3e9d4c021".to_owned(),
+            attempts: 1,
+            due_at: 90_000,
+        }
+    );
+
+    let job = &store.event_detail("ev1").await.unwrap().jobs[0];
+    assert_eq!(job.state, JobState::Pending);
+    assert_eq!(job.next_attempt_at, 90_000);
+    assert_eq!(job.lease_owner, None);
+    assert_eq!(job.lease_until, None);
+    assert_eq!(job.finished_at, None);
+    assert_eq!(job.retried_at, Some(90_000));
+    assert_eq!(job.attempts_before_retry, 1);
+    assert_eq!(job.attempts.len(), 1);
+    // The last error stays visible until the next attempt.
+    assert_eq!(
+        job.last_error_type.as_deref(),
+        Some("general_unauthorized_scope")
+    );
+
+    assert_eq!(store.next_due().await.unwrap(), Some(90_000));
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.pending, 1);
+    assert_eq!(counts.dead, 0);
+}
+
+#[tokio::test]
+async fn retried_job_gets_fresh_budget_and_age() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    for (n, at) in [(1u32, 1010), (2, 2010)] {
+        let claimed = store.claim_due(at, 1, 500, "worker-a").await.unwrap();
+        assert_eq!(claimed[0].attempts, n - 1);
+        store
+            .finish_attempt(
+                "ev1-job0",
+                attempt(at, Some(503), Some("general_server_error")),
+                Disposition::Retry { at: at + 990 },
+            )
+            .await
+            .unwrap();
+    }
+    let claimed = store.claim_due(3000, 1, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed[0].attempts, 2);
+    make_dead(&store, "ev1-job0", 3000).await;
+
+    store.retry_job("ev1-job0", 50_000).await.unwrap();
+    let early = store.claim_due(49_999, 1, 500, "worker-b").await.unwrap();
+    assert!(early.is_empty());
+    let claimed = store.claim_due(50_000, 1, 500, "worker-b").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // The worker counts max_attempts and max_age from the retry.
+    assert_eq!(claimed[0].attempts, 0);
+    assert_eq!(claimed[0].event_received_at, 50_000);
+
+    store
+        .finish_attempt(
+            "ev1-job0",
+            attempt(50_010, Some(503), Some("general_server_error")),
+            Disposition::Retry { at: 51_000 },
+        )
+        .await
+        .unwrap();
+    let claimed = store.claim_due(51_000, 1, 500, "worker-b").await.unwrap();
+    assert_eq!(claimed[0].attempts, 1);
+    make_done(&store, "ev1-job0", 51_010).await;
+
+    // Attempt numbers continue across the retry.
+    let job = &store.event_detail("ev1").await.unwrap().jobs[0];
+    assert_eq!(job.state, JobState::Done);
+    let numbers: Vec<u32> = job.attempts.iter().map(|a| a.number).collect();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
+    assert_eq!(job.attempts_before_retry, 3);
+}
+
+#[tokio::test]
+async fn retry_job_twice_resets_again() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    make_dead(&store, "ev1-job0", 1010).await;
+    store.retry_job("ev1-job0", 2000).await.unwrap();
+    store.claim_due(2000, 1, 500, "worker-a").await.unwrap();
+    make_dead(&store, "ev1-job0", 2010).await;
+
+    let retried = store.retry_job("ev1-job0", 3000).await.unwrap();
+    assert_eq!(retried.attempts, 2);
+    let claimed = store.claim_due(3000, 1, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed[0].attempts, 0);
+    assert_eq!(claimed[0].event_received_at, 3000);
+}
+
+#[tokio::test]
+async fn retry_job_rejects_other_states() {
+    let (_dir, store) = temp_store();
+    store
+        .ingest(vec![event("ev1", "key1", 1000, 2)])
+        .await
+        .unwrap();
+    make_done(&store, "ev1-job1", 1010).await;
+
+    let pending = store.retry_job("ev1-job0", 2000).await;
+    let Err(StoreError::InvalidState(message)) = pending else {
+        panic!("expected InvalidState, got {pending:?}");
+    };
+    assert_eq!(
+        message,
+        "job ev1-job0 is pending, not dead; only a dead job can be retried"
+    );
+
+    let done = store.retry_job("ev1-job1", 2000).await;
+    let Err(StoreError::InvalidState(message)) = done else {
+        panic!("expected InvalidState, got {done:?}");
+    };
+    assert!(message.contains("job ev1-job1 is done"), "{message}");
+
+    let unknown = store.retry_job("no-such-job", 2000).await;
+    let Err(StoreError::NotFound(message)) = unknown else {
+        panic!("expected NotFound, got {unknown:?}");
+    };
+    assert_eq!(message, "job no-such-job");
+
+    // Nothing changed.
+    let jobs = store.event_detail("ev1").await.unwrap().jobs;
+    assert_eq!(jobs[0].state, JobState::Pending);
+    assert_eq!(jobs[0].next_attempt_at, 1000);
+    assert_eq!(jobs[1].state, JobState::Done);
+}
+
+#[tokio::test]
+async fn retry_all_dead_moves_only_dead() {
+    let (_dir, store) = temp_store();
+    seed_events(&store).await;
+
+    let retried = store.retry_all_dead(10_000).await.unwrap();
+    assert_eq!(retried, 3);
+
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.dead, 0);
+    assert_eq!(counts.pending, 4);
+    assert_eq!(counts.done, 2);
+    for job in store.event_detail("dead").await.unwrap().jobs {
+        assert_eq!(job.state, JobState::Pending);
+        assert_eq!(job.next_attempt_at, 10_000);
+        assert_eq!(job.retried_at, Some(10_000));
+        assert_eq!(job.attempts_before_retry, 1);
+    }
+    let mixed = store.event_detail("mixed").await.unwrap().jobs;
+    // The job that was pending already keeps its due time and no retry mark.
+    assert_eq!(mixed[0].next_attempt_at, 3000);
+    assert_eq!(mixed[0].retried_at, None);
+    assert_eq!(mixed[1].state, JobState::Done);
+    assert_eq!(mixed[2].retried_at, Some(10_000));
+
+    assert_eq!(store.retry_all_dead(11_000).await.unwrap(), 0);
+}
+
+/// Schema version 1, as released, for the upgrade test.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE events (
+    id             TEXT PRIMARY KEY,
+    source         TEXT NOT NULL,
+    delivery_key   TEXT NOT NULL,
+    types          TEXT NOT NULL,
+    received_at    INTEGER NOT NULL,
+    occurred_at    INTEGER,
+    ignored_reason TEXT,
+    UNIQUE (source, delivery_key)
+);
+CREATE INDEX events_received_at ON events (received_at);
+CREATE TABLE jobs (
+    id              TEXT PRIMARY KEY,
+    event_id        TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    rule            TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    user_kind       TEXT NOT NULL,
+    user            TEXT NOT NULL,
+    session_id      TEXT,
+    event_type      TEXT NOT NULL,
+    dry_run         INTEGER NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    note            TEXT,
+    last_error_type TEXT,
+    last_error      TEXT,
+    finished_at     INTEGER
+);
+CREATE INDEX jobs_due ON jobs (state, next_attempt_at);
+CREATE INDEX jobs_event ON jobs (event_id);
+CREATE INDEX jobs_lease_owner ON jobs (lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE TABLE attempts (
+    job_id      TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER NOT NULL,
+    status      INTEGER,
+    error_type  TEXT,
+    error       TEXT,
+    PRIMARY KEY (job_id, number)
+);
+CREATE TABLE status_changes (
+    target TEXT NOT NULL,
+    user   TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    at     INTEGER NOT NULL
+);
+CREATE INDEX status_changes_user ON status_changes (user, status, at);
+CREATE INDEX status_changes_at ON status_changes (at);
+CREATE TABLE heartbeat (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    written_at INTEGER NOT NULL
+);
+INSERT INTO heartbeat (id, written_at) VALUES (1, 0);
+PRAGMA user_version = 1;
+"#;
+
+#[tokio::test]
+async fn upgrade_from_schema_v1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    conn.execute_batch(
+        r#"
+        INSERT INTO events (id, source, delivery_key, types, received_at)
+        VALUES ('ev1', 'appwrite', 'key1', '["users.*.update.password"]', 1000);
+        INSERT INTO jobs (id, event_id, rule, action, target, user_kind, user, event_type,
+                          dry_run, state, attempts, next_attempt_at, last_error_type,
+                          last_error, finished_at)
+        VALUES ('ev1-job0', 'ev1', 'logout', 'delete_sessions', 'main', 'id', 'u1',
+                'users.u1.update.password', 0, 'dead', 2, 1500, 'general_unauthorized_scope',
+                'missing scope', 1600);
+        INSERT INTO attempts (job_id, number, started_at, finished_at, status, error_type, error)
+        VALUES ('ev1-job0', 1, 1100, 1110, 503, 'general_server_error', 'down'),
+               ('ev1-job0', 2, 1500, 1600, 401, 'general_unauthorized_scope', 'missing scope');
+        "#,
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = open(&path);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+
+    let detail = store.event_detail("ev1").await.unwrap();
+    let job = &detail.jobs[0];
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.attempts_before_retry, 0);
+    assert_eq!(job.retried_at, None);
+    assert_eq!(job.attempts.len(), 2);
+    assert_eq!(job.last_error.as_deref(), Some("missing scope"));
+
+    let dead = EventFilter {
+        state: Some(JobState::Dead),
+        ..filter()
+    };
+    assert_eq!(ids(&store.list_events(dead).await.unwrap()), vec!["ev1"]);
+
+    let retried = store.retry_job("ev1-job0", 5000).await.unwrap();
+    assert_eq!(retried.attempts, 2);
+    let claimed = store.claim_due(5000, 1, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed[0].attempts, 0);
+    assert_eq!(claimed[0].event_received_at, 5000);
+    make_done(&store, "ev1-job0", 5010).await;
+    let numbers: Vec<u32> = store.event_detail("ev1").await.unwrap().jobs[0]
+        .attempts
+        .iter()
+        .map(|a| a.number)
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn open_existing_needs_revokd_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let result = SqliteStore::open_existing(SqliteOptions::new(&missing));
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable");
+    };
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(!missing.exists());
+
+    // An empty SQLite file has no revokd schema and stays untouched.
+    let empty = dir.path().join("empty.db");
+    rusqlite::Connection::open(&empty)
+        .unwrap()
+        .execute_batch("CREATE TABLE other (x INTEGER)")
+        .unwrap();
+    let result = SqliteStore::open_existing(SqliteOptions::new(&empty));
+    let Err(StoreError::Unavailable(message)) = result else {
+        panic!("expected Unavailable");
+    };
+    assert!(message.contains("no revokd schema"), "{message}");
+    let tables: i64 = rusqlite::Connection::open(&empty)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_store_on_file_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let server = open(&path);
+    assert_eq!(server.path(), path.as_path());
+    server
+        .ingest(vec![event("ev1", "key1", 1000, 1)])
+        .await
+        .unwrap();
+    make_dead(&server, "ev1-job0", 1010).await;
+
+    let tool = SqliteStore::open_existing(SqliteOptions::new(&path)).unwrap();
+    let events = tool.list_events(filter()).await.unwrap();
+    assert_eq!(ids(&events), vec!["ev1"]);
+    tool.retry_job("ev1-job0", 2000).await.unwrap();
+
+    // The first store reads the retry and keeps writing while the second is open.
+    let claimed = server.claim_due(2000, 1, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    make_done(&server, "ev1-job0", 2010).await;
+    server
+        .ingest(vec![event("ev2", "key2", 3000, 1)])
+        .await
+        .unwrap();
+
+    tool.close().await.unwrap();
+    let counts = server.job_counts().await.unwrap();
+    assert_eq!(counts.done, 1);
+    assert_eq!(counts.pending, 1);
+    server.close().await.unwrap();
 }

@@ -86,8 +86,13 @@ pub struct ClaimedJob {
     pub session_id: Option<String>,
     pub event_type: String,
     pub dry_run: bool,
-    /// Attempts made before this claim.
+    /// Attempts counted against `max_attempts` before this claim: those made
+    /// since an operator last retried the job, or all of them if none did.
+    /// Attempt numbers in the store continue across retries.
     pub attempts: u32,
+    /// Start of the job's age for `max_age` and of the outcome line's
+    /// `latency_ms`: when the event was received, or when an operator last
+    /// retried the job.
     pub event_received_at: Millis,
 }
 
@@ -119,6 +124,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The record exists, but its state does not allow the operation.
+    #[error("invalid state: {0}")]
+    InvalidState(String),
 }
 
 #[async_trait]
@@ -181,6 +189,98 @@ pub trait Store: Send + Sync + 'static {
 
     /// Returns the jobs of one event with their attempts.
     async fn event_jobs(&self, event_id: &str) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Lists the events that match `filter`, newest first, with their job
+    /// counts.
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError>;
+
+    /// Returns one event with its jobs and their attempts, or
+    /// `StoreError::NotFound` when no event has this id.
+    async fn event_detail(&self, event_id: &str) -> Result<EventDetail, StoreError>;
+
+    /// Moves a dead job back to pending, due at `now` with no lease. Its
+    /// attempts stay recorded, and it gets a fresh `max_attempts` budget and
+    /// `max_age` from `now` (see [`ClaimedJob`]). Fails with
+    /// `StoreError::NotFound` for an unknown id and
+    /// `StoreError::InvalidState` when the job is not dead.
+    async fn retry_job(&self, job_id: &str, now: Millis) -> Result<RetriedJob, StoreError>;
+
+    /// Retries every dead job as [`Store::retry_job`] does. Returns how many
+    /// jobs moved back to pending.
+    async fn retry_all_dead(&self, now: Millis) -> Result<usize, StoreError>;
+}
+
+/// Default `limit` of an [`EventFilter`].
+pub const DEFAULT_EVENT_LIMIT: usize = 100;
+
+/// Which events [`Store::list_events`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events with at least one job in this state.
+    pub state: Option<JobState>,
+    /// Only events from this source.
+    pub source: Option<String>,
+    /// Only events received at or after this time.
+    pub since: Option<Millis>,
+    /// Maximum number of events returned.
+    pub limit: usize,
+}
+
+impl Default for EventFilter {
+    fn default() -> Self {
+        EventFilter {
+            state: None,
+            source: None,
+            since: None,
+            limit: DEFAULT_EVENT_LIMIT,
+        }
+    }
+}
+
+/// One line of the event list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventSummary {
+    pub id: String,
+    pub source: String,
+    pub delivery_key: String,
+    /// The first event type name the sender gave.
+    pub first_type: Option<String>,
+    /// Number of event type names the sender gave.
+    pub type_count: usize,
+    pub received_at: Millis,
+    pub ignored_reason: Option<String>,
+    /// The event's jobs per state.
+    pub jobs: JobCounts,
+}
+
+/// An event as stored, with its jobs and their attempts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventDetail {
+    pub id: String,
+    pub source: String,
+    pub delivery_key: String,
+    /// Every event type name the sender gave, in the sender's order.
+    pub types: Vec<String>,
+    pub received_at: Millis,
+    pub occurred_at: Option<Millis>,
+    pub ignored_reason: Option<String>,
+    /// Jobs in the order the rules produced them.
+    pub jobs: Vec<JobRecord>,
+}
+
+/// A job that [`Store::retry_job`] moved from dead back to pending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetriedJob {
+    pub id: String,
+    pub event_id: String,
+    pub action: String,
+    pub target: String,
+    pub user: String,
+    /// Attempts recorded before the retry. The next attempt gets number
+    /// `attempts + 1`.
+    pub attempts: u32,
+    /// When the job becomes due.
+    pub due_at: Millis,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -199,9 +299,27 @@ pub struct JobRecord {
     pub rule: String,
     pub action: String,
     pub target: String,
+    pub user_kind: String,
     pub user: String,
+    pub session_id: Option<String>,
+    /// The event type name the rule matched.
+    pub event_type: String,
+    pub dry_run: bool,
     pub state: JobState,
     pub note: Option<String>,
+    /// When a pending job is due. For a finished job, the last due time.
+    pub next_attempt_at: Millis,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Millis>,
+    pub last_error_type: Option<String>,
+    pub last_error: Option<String>,
+    /// When the job became done or dead.
+    pub finished_at: Option<Millis>,
+    /// When an operator last moved the job from dead back to pending.
+    pub retried_at: Option<Millis>,
+    /// Attempts made before that retry, which the `max_attempts` budget
+    /// leaves out. Zero for a job never retried.
+    pub attempts_before_retry: u32,
     pub attempts: Vec<AttemptRecord>,
 }
 

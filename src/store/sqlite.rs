@@ -3,19 +3,21 @@
 //! One database file in WAL mode. A dedicated OS thread owns the only
 //! connection of a [`SqliteStore`] and runs every operation, reads included,
 //! so async calls never block a tokio worker on SQLite (only the synchronous
-//! [`SqliteStore::open`] does file I/O on the calling thread). Concurrent `ingest`
-//! calls that are queued together are committed in one transaction, so one
-//! fsync covers many requests (group commit). Each caller still gets its reply
+//! [`SqliteStore::open`] and [`SqliteStore::open_existing`] do file I/O on the
+//! calling thread). Concurrent `ingest` calls that are queued together are
+//! committed in one transaction, so one fsync covers many requests (group
+//! commit). Each caller still gets its reply
 //! only after that commit.
 //!
 //! `synchronous = FULL` is the default, so a committed ingest survives a power
 //! cut and not only a process crash.
 
+mod operator;
 mod ops;
 mod schema;
 mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,9 +28,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Attempt, ClaimedJob, Disposition, Ingested, JobCounts, JobRecord, Millis, NewEvent, Store,
-    StoreError,
+    Attempt, ClaimedJob, Disposition, EventDetail, EventFilter, EventSummary, Ingested, JobCounts,
+    JobRecord, Millis, NewEvent, RetriedJob, Store, StoreError,
 };
+use operator::RetryOutcome;
+use schema::OpenMode;
 use writer::{Command, Counters, Writer};
 
 pub use writer::MAX_GROUP_CALLS;
@@ -80,7 +84,21 @@ impl SqliteStore {
     /// schema, then starts the writer thread. Runs blocking file I/O, so call it
     /// at startup or from `spawn_blocking`.
     pub fn open(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let conn = schema::open_connection(&options.path, options.synchronous_full)?;
+        SqliteStore::open_with_mode(options, OpenMode::Create)
+    }
+
+    /// Opens a database file that revokd created earlier, as [`SqliteStore::open`]
+    /// does, but fails with `StoreError::Unavailable` when the file is missing
+    /// or has no revokd schema instead of creating one. For tools such as
+    /// `revokd events`, which may run while a server uses the same file: WAL
+    /// mode lets them read during its writes, and a write waits up to
+    /// 5 seconds for the server's write lock.
+    pub fn open_existing(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_mode(options, OpenMode::Existing)
+    }
+
+    fn open_with_mode(options: SqliteOptions, mode: OpenMode) -> Result<SqliteStore, StoreError> {
+        let conn = schema::open_connection(&options.path, options.synchronous_full, mode)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
         let writer = Writer {
@@ -151,6 +169,11 @@ impl SqliteStore {
             })
         })
         .await
+    }
+
+    /// Returns the path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Returns the group commit counters since the store was opened.
@@ -343,5 +366,52 @@ impl Store for SqliteStore {
             .run_in_transaction("read event jobs", move |conn| ops::event_jobs(conn, &id))
             .await?;
         jobs.ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))
+    }
+
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let now = now_millis();
+        // One read transaction, so the events and their job counts come from
+        // the same snapshot.
+        self.run_in_transaction("list events", move |conn| {
+            operator::list_events(conn, &filter, now)
+        })
+        .await
+    }
+
+    async fn event_detail(&self, event_id: &str) -> Result<EventDetail, StoreError> {
+        let id = event_id.to_owned();
+        let event = self
+            .run_in_transaction("read event", move |conn| operator::event_detail(conn, &id))
+            .await?;
+        event.ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))
+    }
+
+    async fn retry_job(&self, job_id: &str, now: Millis) -> Result<RetriedJob, StoreError> {
+        let id = job_id.to_owned();
+        let outcome = self
+            .run_in_transaction("retry job", move |conn| operator::retry_job(conn, &id, now))
+            .await?;
+        match outcome {
+            RetryOutcome::Retried(job) => {
+                tracing::info!(job_id, event_id = %job.event_id, attempts = job.attempts,
+                    "moved a dead job back to pending");
+                Ok(job)
+            }
+            RetryOutcome::NotFound => Err(StoreError::NotFound(format!("job {job_id}"))),
+            RetryOutcome::NotDead(state) => Err(StoreError::InvalidState(format!(
+                "job {job_id} is {}, not dead; only a dead job can be retried",
+                state.as_str()
+            ))),
+        }
+    }
+
+    async fn retry_all_dead(&self, now: Millis) -> Result<usize, StoreError> {
+        let retried = self
+            .run_in_transaction("retry dead jobs", move |conn| {
+                operator::retry_all_dead(conn, now)
+            })
+            .await?;
+        tracing::info!(jobs = retried, "moved every dead job back to pending");
+        Ok(retried)
     }
 }

@@ -86,9 +86,13 @@ pub(super) fn claim_due(
 ) -> rusqlite::Result<Vec<ClaimedJob>> {
     // SQLite reads a negative LIMIT as "no limit", so clamp instead of wrapping.
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // A retried job reports only the attempts since its retry and the retry
+    // time as its age, so the worker's `max_attempts` and `max_age` checks
+    // start over. `finish_attempt` numbers attempts from `j.attempts`.
     let mut select = conn.prepare_cached(
         "SELECT j.id, j.event_id, e.source, j.rule, j.action, j.target, j.user_kind, j.user,
-                j.session_id, j.event_type, j.dry_run, j.attempts, e.received_at
+                j.session_id, j.event_type, j.dry_run, j.attempts - j.attempts_before_retry,
+                COALESCE(j.retried_at, e.received_at)
          FROM jobs j JOIN events e ON e.id = j.event_id
          WHERE j.state = 'pending'
            AND j.next_attempt_at <= ?1
@@ -312,9 +316,15 @@ pub(super) fn event_jobs(
     if !exists {
         return Ok(None);
     }
+    read_jobs(conn, event_id).map(Some)
+}
 
+/// Returns the jobs of `event_id` in insertion order with their attempts.
+pub(super) fn read_jobs(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<JobRecord>> {
     let mut select_jobs = conn.prepare_cached(
-        "SELECT id, rule, action, target, user, state, note
+        "SELECT id, rule, action, target, user_kind, user, session_id, event_type, dry_run,
+                state, note, next_attempt_at, lease_owner, lease_until, last_error_type,
+                last_error, finished_at, retried_at, attempts_before_retry
          FROM jobs WHERE event_id = ?1 ORDER BY rowid",
     )?;
     let mut jobs = select_jobs
@@ -324,9 +334,21 @@ pub(super) fn event_jobs(
                 rule: row.get(1)?,
                 action: row.get(2)?,
                 target: row.get(3)?,
-                user: row.get(4)?,
-                state: job_state_from_column(row, 5)?,
-                note: row.get(6)?,
+                user_kind: row.get(4)?,
+                user: row.get(5)?,
+                session_id: row.get(6)?,
+                event_type: row.get(7)?,
+                dry_run: row.get(8)?,
+                state: job_state_from_column(row, 9)?,
+                note: row.get(10)?,
+                next_attempt_at: row.get(11)?,
+                lease_owner: row.get(12)?,
+                lease_until: row.get(13)?,
+                last_error_type: row.get(14)?,
+                last_error: row.get(15)?,
+                finished_at: row.get(16)?,
+                retried_at: row.get(17)?,
+                attempts_before_retry: row.get(18)?,
                 attempts: Vec::new(),
             })
         })?
@@ -350,10 +372,10 @@ pub(super) fn event_jobs(
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
     }
-    Ok(Some(jobs))
+    Ok(jobs)
 }
 
-fn job_state_from_column(row: &Row<'_>, index: usize) -> rusqlite::Result<JobState> {
+pub(super) fn job_state_from_column(row: &Row<'_>, index: usize) -> rusqlite::Result<JobState> {
     let text: String = row.get(index)?;
     match text.as_str() {
         "pending" => Ok(JobState::Pending),

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use crate::store::StoreError;
 
@@ -13,7 +13,8 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations in order: `MIGRATIONS[n]` upgrades `user_version` n to n + 1.
 /// Append new entries and never edit a released one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     id             TEXT PRIMARY KEY,
     source         TEXT NOT NULL,
@@ -77,16 +78,37 @@ CREATE TABLE heartbeat (
     written_at INTEGER NOT NULL
 );
 INSERT INTO heartbeat (id, written_at) VALUES (1, 0);
-"#];
+"#,
+    r#"
+-- Operator retries of dead jobs. A retry copies `attempts` into
+-- `attempts_before_retry` and sets `retried_at`. Workers count the attempt
+-- budget from the first and the job's age from the second, while attempt
+-- numbers continue from `attempts`.
+ALTER TABLE jobs ADD COLUMN attempts_before_retry INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN retried_at INTEGER;
+-- Finds the events that have a job in a given state, for `revokd events list --state`.
+CREATE INDEX jobs_state_event ON jobs (state, event_id);
+"#,
+];
 
 /// Schema version that this build creates and expects.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Whether opening a database may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OpenMode {
+    /// Create the file and the schema when the file is missing.
+    Create,
+    /// Fail when the file is missing or has no revokd schema.
+    Existing,
+}
 
 /// Opens the database file, applies the connection pragmas and migrates the
 /// schema to [`SCHEMA_VERSION`]. Every error names `path`.
 pub(super) fn open_connection(
     path: &Path,
     synchronous_full: bool,
+    mode: OpenMode,
 ) -> Result<Connection, StoreError> {
     let path_text = path.display();
     let fail = |what: &str, err: rusqlite::Error| {
@@ -96,9 +118,37 @@ pub(super) fn open_connection(
         ))
     };
 
-    let conn = Connection::open(path).map_err(|err| fail("opening", err))?;
+    if mode == OpenMode::Existing && !path.exists() {
+        return Err(StoreError::Unavailable(format!(
+            "SQLite database {path_text} does not exist. Check the path: it must be the \
+             file that `revokd serve` uses (store.url in its config)"
+        )));
+    }
+    let conn = match mode {
+        OpenMode::Create => Connection::open(path),
+        OpenMode::Existing => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+    };
+    let conn = conn.map_err(|err| fail("opening", err))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|err| fail("setting busy_timeout", err))?;
+
+    // Checked before the pragmas below, which would write to a foreign file.
+    if mode == OpenMode::Existing {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|err| fail("reading the schema version", err))?;
+        if version == 0 {
+            return Err(StoreError::Unavailable(format!(
+                "SQLite database {path_text} has no revokd schema (user_version is 0). \
+                 Check the store path: it must be the file that `revokd serve` uses"
+            )));
+        }
+    }
 
     let journal_mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
