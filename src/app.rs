@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use async_trait::async_trait;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -15,7 +16,10 @@ use crate::config::{Config, StoreLocation};
 use crate::delivery::{now_millis, Delivery, TargetHandle};
 use crate::http::{build_server, AppState};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Millis, Store};
+use crate::store::{
+    Attempt, ClaimedJob, Disposition, Ingested, JobCounts, JobRecord, Millis, NewEvent, Store,
+    StoreError,
+};
 
 /// How often events older than the dedupe retention are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -88,7 +92,7 @@ impl Service {
         let state = Arc::new(AppState {
             sources: config.sources,
             rules: config.rules,
-            store: dyn_store,
+            store: Arc::new(IngestHealth::new(dyn_store)),
             wake,
             server: config.server,
         });
@@ -117,12 +121,22 @@ impl Service {
 
     /// Stops accepting, lets in-flight requests finish their commit and reply,
     /// lets running jobs finish or releases them, and closes the store.
+    ///
+    /// The server and the delivery workers drain at the same time, each for
+    /// at most the shutdown grace, so the whole stop takes about one grace.
+    /// Draining one after the other took up to two graces. Jobs of events
+    /// committed while the server drains stay pending for the next start.
     pub async fn stop(self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
-        self.server.stop(true).await;
-        let _ = self.server_task.await;
         let _ = self.shutdown.send(true);
-        let _ = self.delivery_task.await;
+        let server = async {
+            self.server.stop(true).await;
+            let _ = self.server_task.await;
+        };
+        let workers = async {
+            let _ = self.delivery_task.await;
+        };
+        tokio::join!(server, workers);
         let _ = self.prune_task.await;
         self.store
             .close()
@@ -130,6 +144,129 @@ impl Service {
             .context("cannot close the store cleanly")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How long a failed ingest keeps `/readyz` at 503: the `Retry-After` that
+/// the hooks route sends with its 503.
+const INGEST_FAILURE_WINDOW: Duration = Duration::from_secs(5);
+
+/// The store handle of the HTTP server. Its `check_writable`, which `/readyz`
+/// calls, also fails while the last ingest failed less than
+/// [`INGEST_FAILURE_WINDOW`] ago.
+///
+/// The write check alone updates one row in place. When the disk is full,
+/// that update can still commit while every ingest, which needs new pages,
+/// fails, so `/readyz` would report ready while hooks answer 503. After the
+/// window, `/readyz` follows the write check again, so a load balancer sends
+/// requests again and the next ingest tests the store.
+struct IngestHealth {
+    inner: Arc<dyn Store>,
+    /// When the last ingest failed, and its error, unless an ingest succeeded since.
+    last_failure: std::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl IngestHealth {
+    fn new(inner: Arc<dyn Store>) -> IngestHealth {
+        IngestHealth {
+            inner,
+            last_failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn last_failure(&self) -> std::sync::MutexGuard<'_, Option<(Instant, String)>> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for IngestHealth {
+    async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, StoreError> {
+        let result = self.inner.ingest(events).await;
+        match &result {
+            Ok(_) => *self.last_failure() = None,
+            Err(err) => *self.last_failure() = Some((Instant::now(), err.to_string())),
+        }
+        result
+    }
+
+    async fn claim_due(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease: Millis,
+        owner: &str,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.inner.claim_due(now, limit, lease, owner).await
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        self.inner.next_due().await
+    }
+
+    async fn finish_attempt(
+        &self,
+        job_id: &str,
+        attempt: Attempt,
+        disposition: Disposition,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .finish_attempt(job_id, attempt, disposition)
+            .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+        self.inner.release(owner).await
+    }
+
+    async fn record_status_change(
+        &self,
+        target: &str,
+        user: &str,
+        status: bool,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .record_status_change(target, user, status, at)
+            .await
+    }
+
+    async fn status_changed_since(
+        &self,
+        user: &str,
+        status: bool,
+        since: Millis,
+    ) -> Result<bool, StoreError> {
+        self.inner.status_changed_since(user, status, since).await
+    }
+
+    async fn prune(&self, before: Millis) -> Result<usize, StoreError> {
+        self.inner.prune(before).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let recent_failure = self
+            .last_failure()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < INGEST_FAILURE_WINDOW)
+            .map(|(at, error)| (at.elapsed(), error.clone()));
+        if let Some((age, error)) = recent_failure {
+            return Err(StoreError::Unavailable(format!(
+                "an ingest failed {} ms ago: {error}",
+                age.as_millis()
+            )));
+        }
+        self.inner.check_writable().await
+    }
+
+    async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        self.inner.job_counts().await
+    }
+
+    async fn event_jobs(&self, event_id: &str) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.event_jobs(event_id).await
     }
 }
 
