@@ -123,8 +123,12 @@ pub async fn receive(
         .collect();
 
     let results = match state.store.ingest(batch).await {
-        Ok(results) => results,
+        Ok(results) => {
+            state.record_ingest(true);
+            results
+        }
         Err(err) => {
+            state.record_ingest(false);
             tracing::error!(source = %source_name, error = %err, "cannot commit the event; responding 503 so the sender retries");
             return HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "5"))

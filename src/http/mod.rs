@@ -8,7 +8,8 @@ mod hooks;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -26,6 +27,42 @@ pub struct AppState {
     /// Woken after a commit that created jobs, so workers start at once.
     pub wake: Arc<Notify>,
     pub server: ServerConfig,
+    /// When the last ingest failed, unless one succeeded since. `/readyz`
+    /// reports unready for [`INGEST_FAILURE_WINDOW`] after it.
+    pub last_ingest_failure: Mutex<Option<Instant>>,
+}
+
+/// How long a failed ingest keeps `/readyz` at 503: the `Retry-After` that
+/// the hooks route sends with its 503.
+///
+/// The store's own write check updates one row in place. When the disk is
+/// full, that update can still commit while every ingest, which needs new
+/// pages, fails. After the window, `/readyz` follows the write check again,
+/// so a load balancer sends requests again and the next ingest tests the store.
+pub const INGEST_FAILURE_WINDOW: Duration = Duration::from_secs(5);
+
+impl AppState {
+    /// Records whether an ingest committed, for `/readyz`.
+    pub fn record_ingest(&self, committed: bool) {
+        let mut last = self
+            .last_ingest_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *last = if committed {
+            None
+        } else {
+            Some(Instant::now())
+        };
+    }
+
+    fn recent_ingest_failure(&self) -> Option<Duration> {
+        let last = self
+            .last_ingest_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        last.map(|at| at.elapsed())
+            .filter(|age| *age < INGEST_FAILURE_WINDOW)
+    }
 }
 
 /// Builds the HTTP server on `listener`; the caller runs and stops it.
@@ -58,6 +95,15 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(age) = state.recent_ingest_failure() {
+        tracing::warn!(
+            failed_ms_ago = age.as_millis() as u64,
+            "not ready: the last ingest failed"
+        );
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(serde_json::json!({ "status": "store unavailable" }));
+    }
     match state.store.check_writable().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(err) => {

@@ -2,7 +2,8 @@
 //!
 //! It serves the four Users API routes revokd calls (list sessions, delete all sessions, delete
 //! one session, update status) with Appwrite's check order and error bodies. It records every
-//! `/v1` request and can inject faults (error status, rate limit, delay, dropped connection).
+//! `/v1` request and can inject faults (error status, rate limit, delay, dropped connection). It
+//! can also close its listening socket for a while, so that clients get connection refused.
 //! The code is written from Appwrite's documented behaviour and shares no types with revokd's
 //! Appwrite client, so a misreading of the API cannot hide in both.
 
@@ -13,6 +14,8 @@ mod models;
 mod state;
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
@@ -25,12 +28,54 @@ use state::SharedState;
 /// How long `stop` waits for requests in flight, including delayed ones, before closing them.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
+/// How long [`Simulator::set_refusing`] retries binding the port again.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A running simulated Appwrite server. Dropping it without `stop` stops it without waiting.
 pub struct Simulator {
     addr: SocketAddr,
     state: web::Data<SharedState>,
+    /// The HTTP server while it listens. `None` while connections are refused
+    /// (see [`Simulator::set_refusing`]) and after `stop`.
+    server: Mutex<Option<RunningServer>>,
+}
+
+struct RunningServer {
     handle: actix_web::dev::ServerHandle,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Serves `state` on `listener` in a background task on the current tokio runtime.
+    fn spawn(
+        listener: std::net::TcpListener,
+        state: web::Data<SharedState>,
+    ) -> std::io::Result<RunningServer> {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .default_service(web::to(http::handle))
+        })
+        .on_connect(http::capture_client_socket)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        Ok(RunningServer { handle, task })
+    }
+
+    /// Stops the server and waits for its task. `graceful` lets requests in
+    /// flight finish; otherwise their connections are closed at once.
+    async fn stop(self, graceful: bool) {
+        self.handle.stop(graceful).await;
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "Appwrite simulator failed"),
+            Err(error) => tracing::error!(%error, "Appwrite simulator task failed"),
+        }
+    }
 }
 
 impl Simulator {
@@ -39,28 +84,49 @@ impl Simulator {
         let listener = std::net::TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let state = web::Data::new(SharedState::default());
-
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .default_service(web::to(http::handle))
-        })
-        .on_connect(http::capture_client_socket)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .listen(listener)?
-        .run();
-
-        let handle = server.handle();
-        let task = tokio::spawn(server);
+        let server = RunningServer::spawn(listener, state.clone())?;
         tracing::info!(%addr, "Appwrite simulator started");
         Ok(Simulator {
             addr,
             state,
-            handle,
-            task: Some(task),
+            server: Mutex::new(Some(server)),
         })
+    }
+
+    /// Closes the listening socket, so that new connections to [`Simulator::addr`]
+    /// are refused, or binds the same address again and serves as before.
+    /// Users, sessions, the request log and queued faults are kept. Does
+    /// nothing when already in the requested mode.
+    ///
+    /// NOTE: the server's worker threads close the open connections,
+    /// including requests in flight, without being waited for. A request
+    /// sent on a pooled keep-alive connection right after this call can
+    /// still get a response.
+    ///
+    /// Binding again fails with `AddrInUse` when another socket took the port
+    /// in the meantime. It is retried for up to [`REBIND_TIMEOUT`].
+    pub async fn set_refusing(&self, refusing: bool) -> std::io::Result<()> {
+        if refusing {
+            let running = lock(&self.server).take();
+            if let Some(running) = running {
+                running.stop(false).await;
+                tracing::info!(addr = %self.addr, "Appwrite simulator refuses connections");
+            }
+            return Ok(());
+        }
+        if lock(&self.server).is_some() {
+            return Ok(());
+        }
+        let listener = bind_again(self.addr).await?;
+        let server = RunningServer::spawn(listener, self.state.clone())?;
+        *lock(&self.server) = Some(server);
+        tracing::info!(addr = %self.addr, "Appwrite simulator accepts connections again");
+        Ok(())
+    }
+
+    /// Returns true while the simulator refuses connections (see [`Simulator::set_refusing`]).
+    pub fn is_refusing(&self) -> bool {
+        lock(&self.server).is_none()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -122,14 +188,10 @@ impl Simulator {
     }
 
     /// Gracefully stops the server.
-    pub async fn stop(mut self) {
-        self.handle.stop(true).await;
-        if let Some(task) = self.task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "Appwrite simulator failed"),
-                Err(error) => tracing::error!(%error, "Appwrite simulator task failed"),
-            }
+    pub async fn stop(self) {
+        let running = lock(&self.server).take();
+        if let Some(running) = running {
+            running.stop(true).await;
         }
         tracing::info!(addr = %self.addr, "Appwrite simulator stopped");
     }
@@ -137,9 +199,34 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
-        if self.task.is_some() {
+        if let Some(running) = lock(&self.server).take() {
             // `stop` sends the command right away; the returned future only waits for completion.
-            drop(self.handle.stop(false));
+            drop(running.handle.stop(false));
+        }
+    }
+}
+
+/// Locks `mutex`, recovering the data if another thread panicked while holding the lock.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Binds `addr` again after [`Simulator::set_refusing`] closed it, retrying
+/// while the port is still in use.
+async fn bind_again(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + REBIND_TIMEOUT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error),
         }
     }
 }

@@ -211,6 +211,10 @@ impl TestApp {
             .unwrap()
     }
 
+    pub fn store_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("revokd.db")
+    }
+
     pub fn store(&self) -> std::sync::Arc<revokd::store::sqlite::SqliteStore> {
         self.service.as_ref().unwrap().store()
     }
@@ -261,4 +265,184 @@ where
 pub async fn counts(response: reqwest::Response) -> HashMap<String, u64> {
     assert_eq!(response.status(), 200, "hooks request not accepted");
     response.json().await.unwrap()
+}
+
+/// Returns a port on 127.0.0.1 that was free a moment ago.
+pub fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Signs `body` as Appwrite does and builds the hooks request; the caller
+/// sends it and handles connection errors.
+pub fn appwrite_request(
+    http: &reqwest::Client,
+    signed_url: &str,
+    events: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let signature = appwrite_signature(APPWRITE_SECRET, signed_url, body);
+    http.post(signed_url)
+        .header("Content-Type", "application/json")
+        .header("X-Appwrite-Webhook-Events", events)
+        .header("X-Appwrite-Webhook-Signature", signature)
+        .body(body.to_vec())
+}
+
+/// Signs `body` as a Standard Webhooks sender does, with the current time,
+/// and builds the request to `/hooks/clerk` under `base`.
+pub fn clerk_request(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let timestamp = now_millis() / 1000;
+    let signature = standard_webhooks_signature(CLERK_SECRET, id, timestamp, body);
+    http.post(format!("{base}/hooks/clerk"))
+        .header("Content-Type", "application/json")
+        .header("svix-id", id)
+        .header("svix-timestamp", timestamp.to_string())
+        .header("svix-signature", signature)
+        .body(body.to_vec())
+}
+
+/// The real `revokd` binary's files: a config that listens on a fixed port
+/// of 127.0.0.1, its SQLite store and its logs, all in one temporary
+/// directory, so that every process started from it uses the same store.
+pub struct BinarySetup {
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub store: std::path::PathBuf,
+    pub base: String,
+    pub signed_url: String,
+}
+
+impl BinarySetup {
+    /// Writes the config for a revokd that delivers to `endpoint` with
+    /// `DEFAULT_RULES`, after `edit` has changed the text of `config_text`.
+    pub fn new(endpoint: &str, edit: impl FnOnce(String) -> String) -> BinarySetup {
+        let dir = tempfile::tempdir().unwrap();
+        let port = unused_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let signed_url = format!("{base}/hooks/appwrite");
+        let store = dir.path().join("revokd.db");
+        let text = config_text(
+            &store.display().to_string(),
+            endpoint,
+            &signed_url,
+            DEFAULT_RULES,
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        let config = dir.path().join("revokd.toml");
+        std::fs::write(&config, edit(text)).unwrap();
+        BinarySetup {
+            dir,
+            config,
+            store,
+            base,
+            signed_url,
+        }
+    }
+
+    /// Starts `revokd serve` with JSON logs written to `<log_name>.log` in the
+    /// temporary directory.
+    pub fn spawn(&self, log_name: &str) -> RevokdProcess {
+        let log = self.dir.path().join(format!("{log_name}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_revokd"))
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&self.config)
+            .env("TEST_API_KEY", API_KEY)
+            .env("TEST_APPWRITE_SECRET", APPWRITE_SECRET)
+            .env("TEST_CLERK_SECRET", CLERK_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(log_file))
+            .spawn()
+            .expect("cannot start revokd");
+        RevokdProcess {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Waits until `/readyz` of `process` returns 200. Fails the test with
+    /// the process's log when the process exits first.
+    pub async fn wait_ready(&self, http: &reqwest::Client, process: &mut RevokdProcess) {
+        let url = format!("{}/readyz", self.base);
+        wait_for("revokd to answer /readyz", Duration::from_secs(20), || {
+            let exited = process.child.as_mut().unwrap().try_wait().unwrap();
+            if let Some(status) = exited {
+                let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+                panic!("revokd exited with {status} before it was ready:\n{log}");
+            }
+            let request = http.get(&url).send();
+            async move {
+                let response = request.await.ok()?;
+                (response.status() == 200).then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// A running `revokd` process. Dropping it kills the process, so a failed
+/// test leaves none behind.
+pub struct RevokdProcess {
+    child: Option<std::process::Child>,
+    pub log: std::path::PathBuf,
+}
+
+impl RevokdProcess {
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Returns the exit status when the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().unwrap().try_wait().unwrap()
+    }
+
+    /// Sends SIGKILL and waits until the process is gone.
+    pub fn kill(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the process to exit.
+    /// Returns the exit status and the time from the signal to the exit, or
+    /// fails the test when the process is still running after `limit`.
+    pub async fn terminate(mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let pid = self.id().to_string();
+        let started = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = wait_for("revokd to exit after SIGTERM", limit, || {
+            let exited = self.try_wait();
+            async move { exited }
+        })
+        .await;
+        self.child = None;
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for RevokdProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
