@@ -116,6 +116,30 @@ struct WebhookList {
 }
 
 #[derive(Deserialize)]
+struct IdOnly {
+    #[serde(rename = "$id")]
+    id: String,
+}
+
+/// `GET /users` answers with full User models, which carry password hashes:
+/// only the ids are read, and the rest is dropped unparsed.
+#[derive(Deserialize)]
+struct UserList {
+    users: Vec<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct IdentityOwner {
+    #[serde(rename = "userId")]
+    user_id: String,
+}
+
+#[derive(Deserialize)]
+struct IdentityList {
+    identities: Vec<IdentityOwner>,
+}
+
+#[derive(Deserialize)]
 struct SessionList {
     sessions: Vec<SessionSummary>,
 }
@@ -174,6 +198,44 @@ impl AppwriteClient {
             .await
             .map_err(|err| CallError::Decode(format!("session list: {err}")))?;
         Ok(list.sessions)
+    }
+
+    /// `GET /users` with an `equal` query on `email`: the ids of the users
+    /// with that email (Appwrite keeps emails unique, so zero or one).
+    pub async fn find_users_by_email(&self, email: &str) -> Result<Vec<String>, CallError> {
+        let url = with_queries(
+            &format!("{}/users", self.endpoint),
+            &[equal_query("email", email)],
+        )?;
+        let response = self.send(Method::GET, url.as_str(), None).await?;
+        let list: UserList = response
+            .json()
+            .await
+            .map_err(|err| CallError::Decode(format!("user list: {err}")))?;
+        Ok(list.users.into_iter().map(|user| user.id).collect())
+    }
+
+    /// `GET /users/identities` with `equal` queries on `providerUid` (and
+    /// `provider` when given): the ids of the users linked to that account.
+    pub async fn find_identity_owners(
+        &self,
+        provider_uid: &str,
+        provider: Option<&str>,
+    ) -> Result<Vec<String>, CallError> {
+        let mut queries = vec![equal_query("providerUid", provider_uid)];
+        if let Some(provider) = provider {
+            queries.push(equal_query("provider", provider));
+        }
+        let url = with_queries(&format!("{}/users/identities", self.endpoint), &queries)?;
+        let response = self.send(Method::GET, url.as_str(), None).await?;
+        let list: IdentityList = response
+            .json()
+            .await
+            .map_err(|err| CallError::Decode(format!("identity list: {err}")))?;
+        let mut owners: Vec<String> = list.identities.into_iter().map(|i| i.user_id).collect();
+        owners.sort();
+        owners.dedup();
+        Ok(owners)
     }
 
     /// `GET /webhooks`: the project's webhooks (first page only) and the total
@@ -240,6 +302,24 @@ impl AppwriteClient {
         }
         Err(api_error(status, response).await)
     }
+}
+
+/// An Appwrite 1.9 query string: the JSON form the official SDKs send.
+fn equal_query(attribute: &str, value: &str) -> String {
+    serde_json::json!({ "method": "equal", "attribute": attribute, "values": [value] }).to_string()
+}
+
+/// Appends queries as `queries[0]`, `queries[1]`, … the way the SDKs do.
+fn with_queries(url: &str, queries: &[String]) -> Result<reqwest::Url, CallError> {
+    let mut url = reqwest::Url::parse(url)
+        .map_err(|err| CallError::Transport(format!("invalid URL {url}: {err}")))?;
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (index, query) in queries.iter().enumerate() {
+            pairs.append_pair(&format!("queries[{index}]"), query);
+        }
+    }
+    Ok(url)
 }
 
 fn segment(id: &str) -> String {

@@ -61,6 +61,17 @@ pub fn describe_rule(rule: &Rule) -> String {
     }
     match &rule.user {
         UserRef::Id(pointer) => text.push_str(&format!(", take the user id from {pointer}")),
+        UserRef::Email(pointer) => {
+            text.push_str(&format!(", find the user by the email at {pointer}"))
+        }
+        UserRef::Identity { pointer, provider } => {
+            text.push_str(&format!(
+                ", find the user by the provider user id at {pointer}"
+            ));
+            if let Some(provider) = provider {
+                text.push_str(&format!(" ({provider} identities only)"));
+            }
+        }
     }
     if let Some(session) = &rule.session {
         text.push_str(&format!(" and the session id from {session}"));

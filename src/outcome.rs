@@ -13,6 +13,9 @@ pub const MESSAGE: &str = "outcome";
 
 pub struct Outcome<'a> {
     pub job: &'a ClaimedJob,
+    /// The Appwrite user id, once known: the job's own id, or the result of
+    /// an email or identity lookup.
+    pub user_id: Option<&'a str>,
     pub attempts: u32,
     /// Milliseconds from receiving the event to the job's end.
     pub latency_ms: i64,
@@ -25,6 +28,8 @@ pub struct Outcome<'a> {
 
 pub fn log(outcome: &Outcome) {
     let job = outcome.job;
+    // For a lookup by email or identity, the line also says what was looked up.
+    let lookup = (job.user_kind != "id").then(|| format!("{} {}", job.user_kind, job.user));
     // Optional fields are recorded only when set, so a line has no empty keys.
     tracing::info!(
         target: TARGET,
@@ -34,7 +39,8 @@ pub fn log(outcome: &Outcome) {
         rule = %job.rule,
         action = %job.action,
         target = %job.target,
-        user_id = %job.user,
+        user_id = outcome.user_id,
+        user_lookup = lookup.as_deref(),
         session_id = job.session_id.as_deref(),
         job_id = %job.id,
         attempts = outcome.attempts,

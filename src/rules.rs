@@ -161,18 +161,35 @@ impl Action {
 pub enum UserRef {
     /// A JSON Pointer to the Appwrite user id.
     Id(String),
+    /// A JSON Pointer to an email address, looked up with the Users API.
+    Email(String),
+    /// A JSON Pointer to the user's id at an OAuth provider (Appwrite's
+    /// identity `providerUid`), optionally only for one provider.
+    Identity {
+        pointer: String,
+        provider: Option<String>,
+    },
 }
 
 impl UserRef {
-    pub fn kind(&self) -> &'static str {
+    /// Returns how the job names the user: `id`, `email`, `identity` or
+    /// `identity:<provider>`. Delivery resolves all but `id` through Appwrite.
+    pub fn kind(&self) -> String {
         match self {
-            UserRef::Id(_) => "id",
+            UserRef::Id(_) => "id".to_string(),
+            UserRef::Email(_) => "email".to_string(),
+            UserRef::Identity { provider: None, .. } => "identity".to_string(),
+            UserRef::Identity {
+                provider: Some(provider),
+                ..
+            } => format!("identity:{provider}"),
         }
     }
 
     pub fn pointer(&self) -> &str {
         match self {
-            UserRef::Id(pointer) => pointer,
+            UserRef::Id(pointer) | UserRef::Email(pointer) => pointer,
+            UserRef::Identity { pointer, .. } => pointer,
         }
     }
 }
@@ -198,7 +215,7 @@ pub struct JobSpec {
     pub rule: Arc<str>,
     pub action: Action,
     pub target: Arc<str>,
-    pub user_kind: &'static str,
+    pub user_kind: String,
     pub user: String,
     pub session_id: Option<String>,
     /// The most specific event type name the rule matched.

@@ -519,3 +519,99 @@ async fn allow_ips_and_trusted_proxies() {
     assert_eq!(settled.done, 2);
     app.stop().await;
 }
+
+const LOOKUP_RULES: &str = r#"
+[[rules]]
+name = "by-email"
+source = "clerk"
+event = "user.updated"
+user = { email = "/data/email_addresses/0/email_address" }
+action = "delete_sessions"
+target = "main"
+
+[[rules]]
+name = "by-identity"
+source = "clerk"
+event = "session.revoked"
+user = { identity = "/data/user_id", provider = "oidc" }
+action = "delete_sessions"
+target = "main"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_found_by_email_and_identity() {
+    let app = spawn_app_with(LOOKUP_RULES, &["users.read", "users.write"]).await;
+    app.simulator
+        .add_identity(PROJECT, USER, "oidc", "user_2a9XkQp4");
+
+    counts(app.post_clerk("msg_email_1", CLERK_USER_BANNED).await).await;
+    app.settle().await;
+    let calls = app.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].method, "GET");
+    assert_eq!(calls[0].path, "/v1/users");
+    let query = revokd_query(&calls[0].query);
+    assert_eq!(
+        query,
+        r#"{"attribute":"email","method":"equal","values":["jane.doe@example.com"]}"#
+    );
+    assert_eq!(calls[1].path, format!("/v1/users/{USER}/sessions"));
+    assert!(app.sessions().is_empty());
+
+    // The second event for the same email reuses the lookup.
+    counts(app.post_clerk("msg_email_2", CLERK_USER_BANNED).await).await;
+    app.settle().await;
+    assert_eq!(app.calls().len(), 3, "{:?}", app.calls());
+
+    app.simulator.clear_requests();
+    let revoked = br#"{"type":"session.revoked","data":{"id":"sess_1","user_id":"user_2a9XkQp4"}}"#;
+    counts(app.post_clerk("msg_identity", revoked).await).await;
+    let settled = app.settle().await;
+    assert_eq!(settled.dead, 0);
+    let calls = app.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].path, "/v1/users/identities");
+    assert!(calls[0].query.contains("providerUid"), "{}", calls[0].query);
+    assert!(calls[0].query.contains("oidc"), "{}", calls[0].query);
+    assert_eq!(calls[1].path, format!("/v1/users/{USER}/sessions"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_email_is_unresolved_not_retried() {
+    let app = spawn_app_with(LOOKUP_RULES, &["users.read", "users.write"]).await;
+    let body = br#"{"type":"user.updated","data":{"email_addresses":[{"email_address":"nobody@example.com"}]}}"#;
+    counts(app.post_clerk("msg_nobody", body).await).await;
+    let settled = app.settle().await;
+    assert_eq!(settled.dead, 1);
+    let calls = app.calls();
+    assert_eq!(calls.len(), 1, "one lookup and no retry: {calls:?}");
+    assert_eq!(calls[0].path, "/v1/users");
+    assert_eq!(app.sessions().len(), 3);
+
+    // An identity lookup of another provider finds nothing either.
+    app.simulator
+        .add_identity(PROJECT, USER, "github", "user_2a9XkQp4");
+    let revoked = br#"{"type":"session.revoked","data":{"id":"sess_1","user_id":"user_2a9XkQp4"}}"#;
+    counts(app.post_clerk("msg_other_provider", revoked).await).await;
+    let settled = app.settle().await;
+    assert_eq!(settled.dead, 2);
+    assert_eq!(app.sessions().len(), 3);
+    app.stop().await;
+}
+
+/// Decodes the first `queries[0]` value of a query string.
+fn revokd_query(query: &str) -> String {
+    let value = query
+        .split('&')
+        .find_map(|pair| {
+            pair.strip_prefix("queries%5B0%5D=")
+                .or_else(|| pair.strip_prefix("queries[0]="))
+        })
+        .expect("a queries[0] parameter");
+    let plus_as_space = value.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}

@@ -418,23 +418,7 @@ fn build_rule(
             .map_err(|err| format!("{key}.when.\"{pointer}\": cannot compare this value: {err}"))?;
         when.push((pointer, value));
     }
-    let user = match (raw.user.id, raw.user.email, raw.user.identity) {
-        (Some(pointer), None, None) => {
-            validate_pointer(&pointer).map_err(|err| format!("{key}.user.id: {err}"))?;
-            UserRef::Id(pointer)
-        }
-        (None, None, None) => {
-            return Err(format!(
-                "{key}.user: say where the user is, e.g. user = {{ id = \"/$id\" }}"
-            ))
-        }
-        (_, Some(_), _) | (_, _, Some(_)) => {
-            // TODO: resolve users by email or external identity through the Users API.
-            return Err(format!(
-                "{key}.user: only `id` is supported by this version: point it at the Appwrite user id"
-            ));
-        }
-    };
+    let user = build_user(&key, raw.user)?;
     if let Some(pointer) = &raw.session {
         validate_pointer(pointer).map_err(|err| format!("{key}.session: {err}"))?;
     }
@@ -463,6 +447,48 @@ fn build_rule(
         target: raw.target.into(),
         dry_run: raw.dry_run,
     })
+}
+
+fn build_user(key: &str, raw: raw::RawUser) -> Result<UserRef, String> {
+    if raw.provider.is_some() && raw.identity.is_none() {
+        return Err(format!(
+            "{key}.user.provider: only an `identity` lookup takes a provider: remove it or use identity"
+        ));
+    }
+    let user = match (raw.id, raw.email, raw.identity) {
+        (Some(pointer), None, None) => {
+            validate_pointer(&pointer).map_err(|err| format!("{key}.user.id: {err}"))?;
+            UserRef::Id(pointer)
+        }
+        (None, Some(pointer), None) => {
+            validate_pointer(&pointer).map_err(|err| format!("{key}.user.email: {err}"))?;
+            UserRef::Email(pointer)
+        }
+        (None, None, Some(pointer)) => {
+            validate_pointer(&pointer).map_err(|err| format!("{key}.user.identity: {err}"))?;
+            if raw.provider.as_deref() == Some("") {
+                return Err(format!(
+                    "{key}.user.provider is empty: name the provider or remove it"
+                ));
+            }
+            UserRef::Identity {
+                pointer,
+                provider: raw.provider,
+            }
+        }
+        (None, None, None) => {
+            return Err(format!(
+                "{key}.user: say where the user is, e.g. user = {{ id = \"/$id\" }}, \
+                 {{ email = \"/email\" }} or {{ identity = \"/sub\" }}"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{key}.user: give exactly one of id, email or identity"
+            ))
+        }
+    };
+    Ok(user)
 }
 
 fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {

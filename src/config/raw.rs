@@ -179,4 +179,6 @@ pub struct RawUser {
     pub id: Option<String>,
     pub email: Option<String>,
     pub identity: Option<String>,
+    /// Limits an `identity` lookup to one OAuth provider, e.g. "oidc".
+    pub provider: Option<String>,
 }

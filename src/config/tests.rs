@@ -178,3 +178,37 @@ fn unknown_kind_is_named() {
     let err = error_of("[sources.x]\nkind = \"carrier-pigeon\"\n");
     assert!(err.contains("carrier-pigeon"), "{err}");
 }
+
+#[test]
+fn user_lookup_by_email_or_identity() {
+    let email = parse(&EXAMPLE.replacen(
+        "user = { id = \"/data/external_id\" }",
+        "user = { email = \"/data/email_addresses/0/email_address\" }",
+        1,
+    ))
+    .unwrap();
+    let rule = &email.rules.rules()[3];
+    assert_eq!(rule.user.kind(), "email");
+    assert_eq!(rule.user.pointer(), "/data/email_addresses/0/email_address");
+
+    let identity = parse(&EXAMPLE.replacen(
+        "user = { id = \"/data/external_id\" }",
+        "user = { identity = \"/data/id\", provider = \"oidc\" }",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(identity.rules.rules()[3].user.kind(), "identity:oidc");
+
+    let both = error_of(&EXAMPLE.replacen(
+        "user = { id = \"/data/external_id\" }",
+        "user = { id = \"/a\", email = \"/b\" }",
+        1,
+    ));
+    assert!(both.contains("exactly one of id, email or identity"), "{both}");
+    let stray = error_of(&EXAMPLE.replacen(
+        "user = { id = \"/data/external_id\" }",
+        "user = { id = \"/a\", provider = \"oidc\" }",
+        1,
+    ));
+    assert!(stray.contains("only an `identity` lookup takes a provider"), "{stray}");
+}

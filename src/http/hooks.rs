@@ -244,7 +244,7 @@ async fn build_event(
             rule: spec.rule.to_string(),
             action: spec.action.as_str().to_string(),
             target: spec.target.to_string(),
-            user_kind: spec.user_kind.to_string(),
+            user_kind: spec.user_kind,
             user: spec.user,
             session_id: spec.session_id,
             event_type: spec.event_type,

@@ -1,9 +1,9 @@
-//! The four Users API routes and the checks Appwrite 1.9.6 runs before them.
+//! The Users and Webhooks API routes revokd calls, and the checks Appwrite 1.9.6 runs before them.
 
 use serde_json::{json, Value};
 
-use super::models::{error_body, session_json, user_json};
-use super::state::{now_ms, Project, SharedState};
+use super::models::{error_body, format_datetime, session_json, user_json};
+use super::state::{now_ms, Project, SharedState, UserRecord};
 
 /// The parts of an HTTP request the API logic needs, owned so the logic can run in a spawned task.
 pub(crate) struct ApiRequest {
@@ -64,6 +64,9 @@ enum Operation {
     DeleteSessions,
     DeleteSession,
     UpdateStatus,
+    ListUsers,
+    ListIdentities,
+    ListWebhooks,
 }
 
 impl Operation {
@@ -75,19 +78,35 @@ impl Operation {
                 &["users.write", "sessions.write"]
             }
             Operation::UpdateStatus => &["users.write"],
+            Operation::ListUsers | Operation::ListIdentities => &["users.read"],
+            Operation::ListWebhooks => &["webhooks.read"],
         }
     }
 }
 
 struct Route {
     operation: Operation,
+    /// Empty for the list routes, which take no user in the path.
     user_id: String,
     session_id: Option<String>,
 }
 
-/// Matches method and path against the four routes and decodes the path parameters.
+/// Matches method and path against the routes and decodes the path parameters.
 fn match_route(method: &str, route_path: &str) -> Option<Route> {
     let segments: Vec<&str> = route_path.strip_prefix('/')?.split('/').collect();
+    let list = |operation| {
+        Some(Route {
+            operation,
+            user_id: String::new(),
+            session_id: None,
+        })
+    };
+    match (method, segments.as_slice()) {
+        ("GET", ["users"]) => return list(Operation::ListUsers),
+        ("GET", ["users", "identities"]) => return list(Operation::ListIdentities),
+        ("GET", ["webhooks"]) => return list(Operation::ListWebhooks),
+        _ => {}
+    }
     let (operation, session_id) = match (method, segments.as_slice()) {
         ("GET", ["users", _, "sessions"]) => (Operation::ListSessions, None),
         ("DELETE", ["users", _, "sessions"]) => (Operation::DeleteSessions, None),
@@ -233,8 +252,14 @@ pub(crate) fn respond(state: &SharedState, request: &ApiRequest) -> ApiResponse 
         return missing_scopes_error("API key (role: applications)", route.operation);
     }
 
-    if let Err(response) = check_id("userId", &route.user_id) {
-        return response;
+    let takes_user = !matches!(
+        route.operation,
+        Operation::ListUsers | Operation::ListIdentities | Operation::ListWebhooks
+    );
+    if takes_user {
+        if let Err(response) = check_id("userId", &route.user_id) {
+            return response;
+        }
     }
     if let Some(session_id) = &route.session_id {
         if let Err(response) = check_id("sessionId", session_id) {
@@ -250,8 +275,143 @@ pub(crate) fn respond(state: &SharedState, request: &ApiRequest) -> ApiResponse 
             delete_session(project, &route.user_id, session_id)
         }
         Operation::UpdateStatus => update_status(project, &route.user_id, request),
+        Operation::ListUsers => list_users(project, &request.query),
+        Operation::ListIdentities => list_identities(project, &request.query),
+        Operation::ListWebhooks => Ok(list_webhooks(project)),
     };
     result.unwrap_or_else(|error| error)
+}
+
+/// One `equal` filter from the `queries[]` parameter.
+struct EqualFilter {
+    attribute: String,
+    values: Vec<Value>,
+}
+
+/// Reads every `queries[…]` parameter. Appwrite 1.9 takes each query as a
+/// JSON string such as `{"method":"equal","attribute":"email","values":["a@b"]}`.
+/// The simulator supports `equal` on the attributes in `allowed`.
+fn equal_filters(query: &str, allowed: &[&str]) -> Result<Vec<EqualFilter>, ApiResponse> {
+    let invalid = |message: String| ApiResponse::error(400, "general_query_invalid", message);
+    let mut filters = Vec::new();
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(&key.replace('+', " "));
+        if !key.starts_with("queries[") {
+            continue;
+        }
+        let text = percent_decode(&value.replace('+', " "));
+        let parsed: Value =
+            serde_json::from_str(&text).map_err(|_| invalid(format!("Invalid query: {text}")))?;
+        let method = parsed.get("method").and_then(Value::as_str).unwrap_or("");
+        let attribute = parsed
+            .get("attribute")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let values = parsed.get("values").and_then(Value::as_array).cloned();
+        match (method, values) {
+            ("equal", Some(values)) if allowed.contains(&attribute) => filters.push(EqualFilter {
+                attribute: attribute.to_owned(),
+                values,
+            }),
+            ("equal", Some(_)) => {
+                return Err(invalid(format!(
+                    "Invalid query: Attribute not found in schema: {attribute}"
+                )))
+            }
+            _ => return Err(invalid(format!("Invalid query method: {method}"))),
+        }
+    }
+    Ok(filters)
+}
+
+fn matches_all(filters: &[EqualFilter], field: impl Fn(&str) -> Option<String>) -> bool {
+    filters.iter().all(|filter| {
+        field(&filter.attribute).is_some_and(|actual| {
+            filter
+                .values
+                .iter()
+                .any(|value| value.as_str() == Some(&actual))
+        })
+    })
+}
+
+fn list_users(project: &Project, query: &str) -> Result<ApiResponse, ApiResponse> {
+    let filters = equal_filters(query, &["email", "name", "status"])?;
+    let mut users: Vec<&UserRecord> = project
+        .users
+        .values()
+        .filter(|user| {
+            matches_all(&filters, |attribute| match attribute {
+                "email" => Some(user.email.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    let list: Vec<Value> = users.iter().map(|user| user_json(user)).collect();
+    Ok(ApiResponse::ok(json!({"total": list.len(), "users": list})))
+}
+
+fn list_identities(project: &Project, query: &str) -> Result<ApiResponse, ApiResponse> {
+    let filters = equal_filters(
+        query,
+        &["userId", "provider", "providerUid", "providerEmail"],
+    )?;
+    let mut identities = Vec::new();
+    for user in project.users.values() {
+        for identity in &user.identities {
+            let keep = matches_all(&filters, |attribute| match attribute {
+                "userId" => Some(user.id.clone()),
+                "provider" => Some(identity.provider.clone()),
+                "providerUid" => Some(identity.provider_uid.clone()),
+                "providerEmail" => Some(identity.provider_email.clone()),
+                _ => None,
+            });
+            if keep {
+                identities.push(json!({
+                    "$id": identity.id,
+                    "$createdAt": format_datetime(identity.created_ms),
+                    "$updatedAt": format_datetime(identity.created_ms),
+                    "userId": user.id,
+                    "provider": identity.provider,
+                    "providerUid": identity.provider_uid,
+                    "providerEmail": identity.provider_email,
+                    "providerAccessToken": "",
+                    "providerAccessTokenExpiry": format_datetime(identity.created_ms),
+                    "providerRefreshToken": "",
+                }));
+            }
+        }
+    }
+    Ok(ApiResponse::ok(
+        json!({"total": identities.len(), "identities": identities}),
+    ))
+}
+
+fn list_webhooks(project: &Project) -> ApiResponse {
+    let hooks: Vec<Value> = project
+        .webhooks
+        .iter()
+        .map(|hook| {
+            json!({
+                "$id": hook.id,
+                "$createdAt": format_datetime(0),
+                "$updatedAt": format_datetime(0),
+                "name": hook.name,
+                "url": hook.url,
+                "events": ["users.*.update.password"],
+                "tls": true,
+                "authUsername": "",
+                "authPassword": "",
+                "secret": "",
+                "enabled": hook.enabled,
+                "logs": hook.logs,
+                "attempts": hook.attempts,
+            })
+        })
+        .collect();
+    ApiResponse::ok(json!({"total": hooks.len(), "webhooks": hooks}))
 }
 
 fn user_not_found(user_id: &str) -> ApiResponse {

@@ -21,7 +21,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 
 pub use cli::{run, SimulateArgs};
-pub use state::{Fault, RecordedRequest};
+pub use state::{Fault, RecordedRequest, WebhookState};
 
 use state::SharedState;
 
@@ -164,6 +164,22 @@ impl Simulator {
     }
 
     /// Returns the user's session IDs in creation order. None when the user does not exist.
+    /// Links a user to an account at an OAuth provider, so
+    /// `GET /users/identities` finds it by `providerUid`. Panics on a
+    /// missing user (test helper).
+    pub fn add_identity(&self, project: &str, user_id: &str, provider: &str, provider_uid: &str) {
+        assert!(
+            self.state
+                .add_identity(project, user_id, provider, provider_uid),
+            "user {user_id} does not exist in project {project}"
+        );
+    }
+
+    /// Adds or replaces a webhook listed by `GET /webhooks`.
+    pub fn put_webhook(&self, project: &str, webhook: WebhookState) {
+        self.state.put_webhook(project, webhook);
+    }
+
     pub fn sessions(&self, project: &str, user_id: &str) -> Option<Vec<String>> {
         self.state.sessions(project, user_id)
     }

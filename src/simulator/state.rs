@@ -63,9 +63,33 @@ pub(crate) struct SessionRecord {
     pub secret: String,
 }
 
+/// A link between a user and an account at an OAuth provider.
+pub(crate) struct IdentityRecord {
+    pub id: String,
+    pub provider: String,
+    /// The user's id at the provider, e.g. an OIDC `sub`.
+    pub provider_uid: String,
+    pub provider_email: String,
+    pub created_ms: i64,
+}
+
+/// A project webhook, with the delivery health Appwrite tracks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookState {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    /// Consecutive failed deliveries.
+    pub attempts: u64,
+    /// Note on the most recent failure.
+    pub logs: String,
+}
+
 pub(crate) struct UserRecord {
     pub id: String,
     pub email: String,
+    pub identities: Vec<IdentityRecord>,
     pub status: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
@@ -80,6 +104,7 @@ pub(crate) struct Project {
     pub users: HashMap<String, UserRecord>,
     /// Session ID → owning user ID, for lookups across the whole project.
     pub session_owners: HashMap<String, String>,
+    pub webhooks: Vec<WebhookState>,
 }
 
 impl Project {
@@ -167,6 +192,7 @@ impl SharedState {
                     created_ms: now,
                     updated_ms: now,
                     sessions: Vec::new(),
+                    identities: Vec::new(),
                 };
                 project.users.insert(user_id.to_owned(), user);
             }
@@ -198,6 +224,41 @@ impl SharedState {
             .session_owners
             .insert(session_id.to_owned(), user_id.to_owned());
         true
+    }
+
+    /// Links user `user_id` to `provider_uid` at `provider`. Returns false
+    /// when the project or the user does not exist.
+    pub fn add_identity(
+        &self,
+        project: &str,
+        user_id: &str,
+        provider: &str,
+        provider_uid: &str,
+    ) -> bool {
+        let mut projects = self.projects();
+        let Some(user) = projects
+            .get_mut(project)
+            .and_then(|project| project.users.get_mut(user_id))
+        else {
+            return false;
+        };
+        let identity = IdentityRecord {
+            id: random_hex_secret()[..20].to_string(),
+            provider: provider.to_owned(),
+            provider_uid: provider_uid.to_owned(),
+            provider_email: user.email.clone(),
+            created_ms: now_ms(),
+        };
+        user.identities.push(identity);
+        true
+    }
+
+    /// Adds or replaces (by id) a project webhook.
+    pub fn put_webhook(&self, project: &str, webhook: WebhookState) {
+        let mut projects = self.projects();
+        let hooks = &mut projects.entry(project.to_owned()).or_default().webhooks;
+        hooks.retain(|existing| existing.id != webhook.id);
+        hooks.push(webhook);
     }
 
     pub fn sessions(&self, project: &str, user_id: &str) -> Option<Vec<String>> {

@@ -12,11 +12,14 @@ use rand::Rng;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+mod resolve;
+
 use crate::appwrite::{AppwriteClient, CallError};
 use crate::config::DeliveryConfig;
 use crate::outcome::{self, Outcome};
 use crate::rules::{is_appwrite_id, Action};
 use crate::store::{Attempt, ClaimedJob, Disposition, Millis, Store};
+use resolve::UserResolver;
 
 /// How long a status change made by revokd is remembered, so the webhook it
 /// causes is not acted on again.
@@ -46,6 +49,7 @@ pub struct Delivery {
     /// Lease owner name, unique per process.
     owner: String,
     wake: Arc<Notify>,
+    resolver: UserResolver,
 }
 
 /// The result of one job run, before it is written to the store.
@@ -114,6 +118,7 @@ impl Delivery {
             config,
             owner: format!("revokd-{}-{}", std::process::id(), ulid::Ulid::new()),
             wake,
+            resolver: UserResolver::default(),
         }
     }
 
@@ -209,7 +214,7 @@ impl Delivery {
     /// Runs one claimed job and records what happened.
     pub async fn process(&self, job: ClaimedJob) {
         let started_at = now_millis();
-        let result = self.execute(&job).await;
+        let (result, resolved_user) = self.execute(&job).await;
         let finished_at = now_millis();
         let attempts = job.attempts + 1;
 
@@ -276,36 +281,28 @@ impl Delivery {
                     "Appwrite call failed; retrying"
                 );
             }
-            (_, RunResult::Done { note }) => outcome::log(&Outcome {
-                job: &job,
-                attempts,
-                latency_ms,
-                success: true,
-                note,
-                dry_run: false,
-                error_type: None,
-                error: None,
-            }),
-            (_, RunResult::DryRun) => outcome::log(&Outcome {
-                job: &job,
-                attempts,
-                latency_ms,
-                success: true,
-                note: None,
-                dry_run: true,
-                error_type: None,
-                error: None,
-            }),
-            (_, RunResult::Failed(failure)) => outcome::log(&Outcome {
-                job: &job,
-                attempts,
-                latency_ms,
-                success: false,
-                note: None,
-                dry_run: false,
-                error_type: Some(&failure.error_type),
-                error: Some(&failure.message),
-            }),
+            (_, result) => {
+                let (note, error_type, error) = match &result {
+                    RunResult::Done { note } => (*note, None, None),
+                    RunResult::DryRun => (None, None, None),
+                    RunResult::Failed(failure) => (
+                        None,
+                        Some(failure.error_type.as_str()),
+                        Some(failure.message.as_str()),
+                    ),
+                };
+                outcome::log(&Outcome {
+                    job: &job,
+                    user_id: resolved_user.as_deref(),
+                    attempts,
+                    latency_ms,
+                    success: error_type.is_none(),
+                    note,
+                    dry_run: result == RunResult::DryRun,
+                    error_type,
+                    error,
+                });
+            }
         }
     }
 
@@ -334,60 +331,61 @@ impl Delivery {
         Disposition::Retry { at }
     }
 
-    async fn execute(&self, job: &ClaimedJob) -> RunResult {
+    /// Runs the job's calls. Returns the result and the Appwrite user id, once known.
+    async fn execute(&self, job: &ClaimedJob) -> (RunResult, Option<String>) {
         let Some(action) = Action::parse(&job.action) else {
-            return RunResult::Failed(Failure::permanent(
+            let failure = Failure::permanent(
                 "unknown_action",
                 format!("action `{}` is not known to this version", job.action),
-            ));
+            );
+            return (RunResult::Failed(failure), None);
         };
-        if job.user_kind != "id" {
-            return RunResult::Failed(Failure::permanent(
-                "unsupported_user_kind",
-                format!(
-                    "user lookup by {} is not supported by this version",
-                    job.user_kind
-                ),
-            ));
-        }
-        if !is_appwrite_id(&job.user) {
-            return RunResult::Failed(Failure::permanent(
-                "invalid_id",
-                "user id is not an Appwrite id (at most 36 characters of a-z A-Z 0-9 . - _)".into(),
-            ));
+        let known_id = (job.user_kind == "id").then(|| job.user.clone());
+        if known_id.is_some() && !is_appwrite_id(&job.user) {
+            return (RunResult::Failed(invalid_id("user")), None);
         }
         if let Some(session) = &job.session_id {
             if !is_appwrite_id(session) {
-                return RunResult::Failed(Failure::permanent(
-                    "invalid_id",
-                    "session id is not an Appwrite id (at most 36 characters of a-z A-Z 0-9 . - _)"
-                        .into(),
-                ));
+                return (RunResult::Failed(invalid_id("session")), known_id);
             }
         }
+        // A dry run makes no call at all, so a lookup by email or identity is skipped too.
         if job.dry_run {
-            return RunResult::DryRun;
+            return (RunResult::DryRun, known_id);
         }
         let Some(target) = self.targets.get(&job.target) else {
-            return RunResult::Failed(Failure::permanent(
+            let failure = Failure::permanent(
                 "unknown_target",
                 format!("target `{}` is not in the config any more", job.target),
-            ));
+            );
+            return (RunResult::Failed(failure), known_id);
         };
         let _permit = target.permits.acquire().await.expect("never closed");
-        match self.call(action, job, &target.client).await {
+        let user = match known_id {
+            Some(id) => id,
+            None => match self
+                .resolver
+                .resolve(&job.target, &target.client, &job.user_kind, &job.user)
+                .await
+            {
+                Ok(id) => id,
+                Err(failure) => return (RunResult::Failed(failure), None),
+            },
+        };
+        let result = match self.call(action, job, &user, &target.client).await {
             Ok(note) => RunResult::Done { note },
             Err(failure) => RunResult::Failed(failure),
-        }
+        };
+        (result, Some(user))
     }
 
     async fn call(
         &self,
         action: Action,
         job: &ClaimedJob,
+        user: &str,
         client: &AppwriteClient,
     ) -> Result<Option<&'static str>, Failure> {
-        let user = job.user.as_str();
         match action {
             Action::DeleteSessions => revoke_all(client, user).await,
             Action::DeleteSession => {
@@ -414,7 +412,7 @@ impl Delivery {
                 }
             }
             Action::BlockUser => {
-                self.record_status_change(job, false).await?;
+                self.record_status_change(job, user, false).await?;
                 match client.update_status(user, false).await {
                     Ok(()) => {}
                     Err(err) if err.is_user_not_found() => return Ok(Some("user_not_found")),
@@ -424,7 +422,7 @@ impl Delivery {
                 revoke_all(client, user).await
             }
             Action::UnblockUser => {
-                self.record_status_change(job, true).await?;
+                self.record_status_change(job, user, true).await?;
                 client
                     .update_status(user, true)
                     .await
@@ -436,9 +434,14 @@ impl Delivery {
 
     /// Records the status change before making it, so the webhook Appwrite
     /// sends for it is recognised even if it arrives before the call returns.
-    async fn record_status_change(&self, job: &ClaimedJob, status: bool) -> Result<(), Failure> {
+    async fn record_status_change(
+        &self,
+        job: &ClaimedJob,
+        user: &str,
+        status: bool,
+    ) -> Result<(), Failure> {
         self.store
-            .record_status_change(&job.target, &job.user, status, now_millis())
+            .record_status_change(&job.target, user, status, now_millis())
             .await
             .map_err(|err| Failure {
                 error_type: "store".into(),
@@ -448,6 +451,13 @@ impl Delivery {
                 retry_after: None,
             })
     }
+}
+
+fn invalid_id(what: &str) -> Failure {
+    Failure::permanent(
+        "invalid_id",
+        format!("{what} id is not an Appwrite id (at most 36 characters of a-z A-Z 0-9 . - _)"),
+    )
 }
 
 async fn revoke_all(client: &AppwriteClient, user: &str) -> Result<Option<&'static str>, Failure> {
