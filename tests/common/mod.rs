@@ -136,6 +136,16 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a simulator whose key has `scopes`, seeds `USER` with three
 /// sessions, and starts revokd with `rules`.
 pub async fn spawn_app_with(rules: &str, scopes: &[&str]) -> TestApp {
+    spawn_app_with_config(rules, scopes, |text| text).await
+}
+
+/// Like [`spawn_app_with`], with the config text passed through `edit`
+/// before it is parsed.
+pub async fn spawn_app_with_config(
+    rules: &str,
+    scopes: &[&str],
+    edit: impl FnOnce(String) -> String,
+) -> TestApp {
     let simulator = Simulator::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -157,7 +167,7 @@ pub async fn spawn_app_with(rules: &str, scopes: &[&str]) -> TestApp {
         &signed_url,
         rules,
     );
-    let config = Config::parse(&text, &TestEnv).unwrap();
+    let config = Config::parse(&edit(text), &TestEnv).unwrap();
     let service = Service::start(config, listener).await.unwrap();
     TestApp {
         base,
@@ -200,6 +210,11 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Path of the SQLite file, for read-only checks.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("revokd.db")
     }
 
     pub fn store(&self) -> std::sync::Arc<revokd::store::sqlite::SqliteStore> {
