@@ -73,24 +73,40 @@ impl fmt::Display for Pattern {
     }
 }
 
+/// Matches in O(pattern segments × name segments) time. A backtracking
+/// matcher takes exponential time when a pattern has several `**` segments
+/// and a name is long, and names come from Appwrite's events header, which
+/// the signature does not cover.
 fn match_segments(pattern: &[Segment], name: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((Segment::Any, rest)) => {
-            (0..=name.len()).any(|skip| match_segments(rest, &name[skip..]))
-        }
-        Some((segment, rest)) => match name.split_first() {
-            None => false,
-            Some((part, name_rest)) => {
-                let head_matches = match segment {
-                    Segment::One => true,
-                    Segment::Literal(literal) => literal == part,
-                    Segment::Any => unreachable!("handled above"),
-                };
-                head_matches && match_segments(rest, name_rest)
+    // `reachable[j]`: the pattern segments seen so far match `name[..j]`.
+    let mut reachable = vec![false; name.len() + 1];
+    reachable[0] = true;
+    for segment in pattern {
+        let mut next = vec![false; name.len() + 1];
+        match segment {
+            Segment::Any => {
+                let mut any_before = false;
+                for (j, slot) in next.iter_mut().enumerate() {
+                    any_before |= reachable[j];
+                    *slot = any_before;
+                }
             }
-        },
+            Segment::One | Segment::Literal(_) => {
+                for (j, part) in name.iter().enumerate() {
+                    let head_matches = match segment {
+                        Segment::Literal(literal) => literal == part,
+                        _ => true,
+                    };
+                    next[j + 1] = reachable[j] && head_matches;
+                }
+            }
+        }
+        if !next.contains(&true) {
+            return false;
+        }
+        reachable = next;
     }
+    reachable[name.len()]
 }
 
 /// Checks that `pointer` is a JSON Pointer (RFC 6901): empty, or `/`-prefixed

@@ -180,6 +180,10 @@ async fn targets_probe_names_missing_scope_and_bad_endpoint() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stdout(&output).contains("KEY REJECTED (user_unauthorized)"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("KEY REJECTED (user_unauthorized)"),
+        "{}",
+        stdout(&output)
+    );
     simulator.stop().await;
 }

@@ -204,11 +204,17 @@ fn user_lookup_by_email_or_identity() {
         "user = { id = \"/a\", email = \"/b\" }",
         1,
     ));
-    assert!(both.contains("exactly one of id, email or identity"), "{both}");
+    assert!(
+        both.contains("exactly one of id, email or identity"),
+        "{both}"
+    );
     let stray = error_of(&EXAMPLE.replacen(
         "user = { id = \"/data/external_id\" }",
         "user = { id = \"/a\", provider = \"oidc\" }",
         1,
     ));
-    assert!(stray.contains("only an `identity` lookup takes a provider"), "{stray}");
+    assert!(
+        stray.contains("only an `identity` lookup takes a provider"),
+        "{stray}"
+    );
 }

@@ -1,24 +1,30 @@
 //! `POST /hooks/{source}`: limit, authenticate, decode, dedupe, apply the
 //! rules, commit, and only then respond 2xx.
 
+use std::convert::Infallible;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
-use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::header::{ContentType, HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::client_ip::{allowed, client_ip};
+use super::rejections::{RejectionLog, REQUEST_LOG};
 use super::AppState;
 use crate::delivery::{now_millis, OWN_STATUS_CHANGE_WINDOW};
 use crate::rules::Pattern;
 use crate::sources::{DecodedEvent, HeaderLookup, Inbound, Rejection, Verifier};
 use crate::store::{Ingested, NewEvent, NewJob};
 
-/// Log target of the one line written per rejected request or ignored event.
-const REQUEST_LOG: &str = "revokd::request";
+/// Maximum length, in bytes, of a client-chosen value (an unknown source
+/// name, a content type) in a log line.
+const MAX_LOGGED_VALUE: usize = 64;
 
 struct ActixHeaders<'a>(&'a HeaderMap);
 
@@ -33,10 +39,12 @@ pub async fn receive(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    rejections: web::Data<RejectionLog>,
 ) -> HttpResponse {
     let source_name = path.into_inner();
     let Some(source) = state.sources.get(&source_name).cloned() else {
-        tracing::info!(target: REQUEST_LOG, source = %source_name, status = 404, reason = "unknown source", "request rejected");
+        let logged_source = truncate(&source_name, MAX_LOGGED_VALUE);
+        rejections.reject(logged_source, "unknown source", 404, None);
         return HttpResponse::NotFound().json(json!({ "error": "unknown source" }));
     };
 
@@ -50,27 +58,47 @@ pub async fn receive(
             .and_then(|peer| client_ip(peer.ip(), forwarded, &state.server.trusted_proxies));
         if !allowed(client, &source.allow_ips) {
             let shown = client.map_or_else(|| "unknown".to_string(), |ip: IpAddr| ip.to_string());
-            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 403, client = %shown, reason = "client address not in allow_ips", "request rejected");
+            rejections.reject(
+                &source_name,
+                "client address not in allow_ips",
+                403,
+                Some(format!("client {shown}")),
+            );
             return HttpResponse::Forbidden().json(json!({ "error": "forbidden" }));
         }
     }
 
-    let body = match read_body(&request, payload, &state).await {
+    let mut payload = payload;
+    let body = match read_body(&request, &mut payload, &state).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
-            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 413, limit = state.server.max_body_bytes, reason = "body over the limit", "request rejected");
-            return HttpResponse::PayloadTooLarge()
-                .insert_header(("Connection", "close"))
-                .json(json!({ "error": "body too large" }));
+            rejections.reject(
+                &source_name,
+                "body over the limit",
+                413,
+                Some(format!("limit {} bytes", state.server.max_body_bytes)),
+            );
+            return closing_response(
+                HttpResponse::PayloadTooLarge(),
+                json!({ "error": "body too large" }),
+                payload,
+            );
         }
         Err(BodyError::TimedOut) => {
-            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 408, reason = "body not received within the request timeout", "request rejected");
-            return HttpResponse::RequestTimeout()
-                .insert_header(("Connection", "close"))
-                .json(json!({ "error": "request timeout" }));
+            rejections.reject(
+                &source_name,
+                "body not received within the request timeout",
+                408,
+                None,
+            );
+            return closing_response(
+                HttpResponse::RequestTimeout(),
+                json!({ "error": "request timeout" }),
+                payload,
+            );
         }
         Err(BodyError::Broken(reason)) => {
-            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 400, reason = %reason, "request rejected");
+            rejections.reject(&source_name, &reason, 400, None);
             return HttpResponse::BadRequest().json(json!({ "error": "unreadable body" }));
         }
     };
@@ -80,7 +108,13 @@ pub async fn receive(
         .get(CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"));
     if !source.verifier.accepts_content_type(content_type) {
-        tracing::info!(target: REQUEST_LOG, source = %source_name, status = 415, content_type = content_type.unwrap_or(""), reason = "content type not accepted", "request rejected");
+        let logged_type = truncate(content_type.unwrap_or(""), MAX_LOGGED_VALUE);
+        rejections.reject(
+            &source_name,
+            "content type not accepted",
+            415,
+            Some(format!("content type {logged_type:?}")),
+        );
         return HttpResponse::UnsupportedMediaType()
             .json(json!({ "error": "unsupported content type" }));
     }
@@ -99,11 +133,11 @@ pub async fn receive(
     let events = match decoded {
         Ok(events) => events,
         Err(Rejection::Unauthorized(reason)) => {
-            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 401, reason, "request rejected");
+            rejections.reject(&source_name, reason, 401, None);
             return HttpResponse::Unauthorized().json(json!({ "error": "unauthorized" }));
         }
         Err(Rejection::Malformed(reason)) => {
-            tracing::info!(target: REQUEST_LOG, source = %source_name, status = 400, reason = %reason, "request rejected");
+            rejections.reject(&source_name, &reason, 400, None);
             return HttpResponse::BadRequest().json(json!({ "error": "malformed event" }));
         }
     };
@@ -166,6 +200,63 @@ pub async fn receive(
     }))
 }
 
+/// Builds a response after which the connection is closed, with the unread
+/// request body left unread.
+///
+/// `force_close` is used because actix replaces a `Connection` header with
+/// its own choice. That alone is not enough: actix-http 3.20 reads and
+/// discards the rest of a chunked body whose reader was dropped, for as long
+/// as the client sends. It closes instead when the reader is still alive as
+/// the response ends, so the response body keeps `payload` until then.
+fn closing_response(
+    mut builder: HttpResponseBuilder,
+    json: Value,
+    payload: web::Payload,
+) -> HttpResponse {
+    let bytes = web::Bytes::from(json.to_string());
+    builder
+        .force_close()
+        .content_type(ContentType::json())
+        .body(BodyHoldingPayload {
+            bytes: Some(bytes),
+            _payload: payload,
+        })
+}
+
+/// A fixed response body that keeps the request payload alive until the
+/// body is dropped.
+struct BodyHoldingPayload {
+    bytes: Option<web::Bytes>,
+    _payload: web::Payload,
+}
+
+impl MessageBody for BodyHoldingPayload {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<web::Bytes, Infallible>>> {
+        Poll::Ready(self.get_mut().bytes.take().map(Ok))
+    }
+}
+
+/// Returns `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 enum BodyError {
     TooLarge,
     TimedOut,
@@ -176,7 +267,7 @@ enum BodyError {
 /// rejected before reading; a stream that grows past it is cut off.
 async fn read_body(
     request: &HttpRequest,
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     state: &AppState,
 ) -> Result<web::Bytes, BodyError> {
     let limit = state.server.max_body_bytes;

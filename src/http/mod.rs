@@ -5,6 +5,7 @@
 
 mod client_ip;
 mod hooks;
+pub mod rejections;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -18,6 +19,8 @@ use tokio::sync::Notify;
 use crate::config::{ServerConfig, SourceConfig};
 use crate::rules::RuleSet;
 use crate::store::Store;
+
+use self::rejections::{spawn_flush_task, RejectionLog};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -66,14 +69,21 @@ impl AppState {
 }
 
 /// Builds the HTTP server on `listener`; the caller runs and stops it.
+///
+/// Called inside a tokio runtime, it also starts the task that writes the
+/// summaries of repeated rejections (see [`rejections`]).
 pub fn build_server(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Server> {
     let workers = state.server.workers;
     let grace = state.server.shutdown_grace;
     let request_timeout = state.server.request_timeout;
     let data = web::Data::from(state);
+    let rejection_log = Arc::new(RejectionLog::new());
+    spawn_flush_task(&rejection_log);
+    let rejections = web::Data::from(rejection_log);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(rejections.clone())
             .route("/hooks/{source}", web::post().to(hooks::receive))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))

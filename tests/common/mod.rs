@@ -211,6 +211,7 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Path of the SQLite file, for read-only checks.
     pub fn store_path(&self) -> std::path::PathBuf {
         self._dir.path().join("revokd.db")
     }
