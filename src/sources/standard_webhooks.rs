@@ -5,12 +5,17 @@
 //! `v1,<base64>` entries in `webhook-signature`. Svix and Clerk send the same
 //! values under `svix-*` header names. The timestamp is in Unix seconds and
 //! must lie within the tolerance of the verifier's clock, in both directions.
+//!
+//! Senders that sign with Ed25519 send `v1a,<base64>` entries instead: the
+//! signature over the same content, checked with the sender's `whpk_` public
+//! key. Svix's server signs this way; the reference libraries do not.
 
 use std::fmt;
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -25,6 +30,12 @@ type HmacSha256 = Hmac<Sha256>;
 const SIGNATURE_LEN: usize = 32;
 
 const SECRET_PREFIX: &str = "whsec_";
+const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
+/// Maximum number of `v1a` entries checked per request. Later entries are
+/// ignored, so a long header cannot make a request cost many Ed25519
+/// verifications. Senders send one entry per active key.
+const MAX_ED25519_SIGNATURES: usize = 8;
 
 /// Standard base64 that accepts padded and unpadded input and non-zero
 /// trailing bits, so a secret copied without its `=` padding still works.
@@ -64,6 +75,8 @@ pub struct StandardWebhooksSource {
     signers: Vec<HmacSha256>,
     /// Maximum distance between the timestamp header and the clock, in seconds.
     tolerance_seconds: u64,
+    /// Ed25519 keys for `v1a` entries, empty when none is configured.
+    public_keys: Vec<VerifyingKey>,
 }
 
 impl StandardWebhooksSource {
@@ -86,11 +99,27 @@ impl StandardWebhooksSource {
         Ok(Self {
             signers,
             tolerance_seconds,
+            public_keys: Vec::new(),
         })
     }
 
-    /// Checks the timestamp against `req.now` and the `v1` signatures on the
-    /// raw body.
+    /// Adds the sender's Ed25519 public keys, in rotation order, so that
+    /// `v1a` entries verify.
+    ///
+    /// Each key is `whpk_<base64>` or bare base64 of the 32-byte key, padded
+    /// or not. Errors name a bad key by its position, never by its value.
+    pub fn with_public_keys(mut self, public_keys: Vec<SecretString>) -> Result<Self, String> {
+        self.public_keys = public_keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| verifying_key_for(key.expose_secret(), index + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self)
+    }
+
+    /// Checks the timestamp against `req.now` and the signatures on the raw
+    /// body. The request verifies when any `v1` entry matches a secret or,
+    /// with public keys configured, any `v1a` entry matches a key.
     ///
     /// Reads nothing from the body but its bytes.
     pub fn verify(&self, req: &Inbound) -> Result<(), Rejection> {
@@ -105,8 +134,15 @@ impl StandardWebhooksSource {
             return Err(Rejection::Unauthorized("timestamp outside tolerance"));
         }
 
-        let signatures: Vec<&str> = v1_signatures(signature_header).collect();
-        if signatures.is_empty() {
+        let signatures: Vec<&str> = signatures_of(signature_header, "v1").collect();
+        let ed25519_signatures: Vec<&str> = if self.public_keys.is_empty() {
+            Vec::new()
+        } else {
+            signatures_of(signature_header, "v1a")
+                .take(MAX_ED25519_SIGNATURES)
+                .collect()
+        };
+        if signatures.is_empty() && ed25519_signatures.is_empty() {
             return Err(Rejection::Unauthorized("no supported signature"));
         }
 
@@ -138,6 +174,10 @@ impl StandardWebhooksSource {
                 matched |= tag.as_slice().ct_eq(&decoded);
             }
         }
+        if !ed25519_signatures.is_empty() {
+            let content = signed_content(id, timestamp_text, req.body);
+            matched |= self.ed25519_matches(&content, &ed25519_signatures);
+        }
         if bool::from(matched) {
             Ok(())
         } else {
@@ -165,13 +205,78 @@ impl StandardWebhooksSource {
     }
 }
 
+impl StandardWebhooksSource {
+    /// Checks every well-formed `v1a` signature with every public key. The
+    /// keys and signatures are public, so the checks need not take constant
+    /// time, but all of them run anyway.
+    fn ed25519_matches(&self, content: &[u8], signatures: &[&str]) -> Choice {
+        let mut matched = Choice::from(0);
+        for signature in signatures {
+            let Ok(decoded) = LENIENT_BASE64.decode(signature) else {
+                continue;
+            };
+            let Ok(signature) = Signature::from_slice(&decoded) else {
+                continue;
+            };
+            for key in &self.public_keys {
+                let verified = key.verify_strict(content, &signature).is_ok();
+                matched |= Choice::from(u8::from(verified));
+            }
+        }
+        matched
+    }
+}
+
 impl fmt::Debug for StandardWebhooksSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StandardWebhooksSource")
             .field("signers", &self.signers.len())
+            .field("public_keys", &self.public_keys.len())
             .field("tolerance_seconds", &self.tolerance_seconds)
             .finish()
     }
+}
+
+/// Returns `id.timestamp.body`, the content that both schemes sign.
+fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// Parses the Ed25519 public key at `position` (1-based).
+fn verifying_key_for(key: &str, position: usize) -> Result<VerifyingKey, String> {
+    let encoded = key.strip_prefix(PUBLIC_KEY_PREFIX).unwrap_or(key);
+    if encoded.is_empty() {
+        return Err(format!(
+            "standard-webhooks source: public key at position {position} is empty; \
+             set it to the sender's public key (whpk_…)"
+        ));
+    }
+    let bytes = LENIENT_BASE64.decode(encoded).map_err(|_| {
+        format!(
+            "standard-webhooks source: public key at position {position} is not valid \
+             base64 after the optional `whpk_` prefix; copy the whole key from the sender"
+        )
+    })?;
+    let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        format!(
+            "standard-webhooks source: public key at position {position} decodes to {} \
+             bytes, but an Ed25519 public key has 32; copy the public key (whpk_…), \
+             not the secret key (whsk_…)",
+            bytes.len()
+        )
+    })?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| {
+        format!(
+            "standard-webhooks source: public key at position {position} is not a valid \
+             Ed25519 public key; copy the whole key from the sender"
+        )
+    })
 }
 
 /// Builds the keyed HMAC state for the secret at `position` (1-based).
@@ -217,16 +322,17 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
-/// Returns the base64 part of each `v1` entry in a signature header.
+/// Returns the base64 part of each entry of `version` (`v1` for HMAC,
+/// `v1a` for Ed25519) in a signature header.
 ///
 /// Entries are separated by any whitespace. One trailing `,` is stripped
 /// from each, because Supabase joins several signatures with `", "`.
-/// Entries of other versions (`v1a` is Ed25519) are skipped.
-fn v1_signatures(header: &str) -> impl Iterator<Item = &str> {
-    header.split_whitespace().filter_map(|entry| {
+/// Entries of other versions are skipped.
+fn signatures_of<'a>(header: &'a str, version: &'a str) -> impl Iterator<Item = &'a str> {
+    header.split_whitespace().filter_map(move |entry| {
         let entry = entry.strip_suffix(',').unwrap_or(entry);
         match entry.split_once(',') {
-            Some(("v1", signature)) => Some(signature),
+            Some((label, signature)) if label == version => Some(signature),
             _ => None,
         }
     })
@@ -542,5 +648,197 @@ mod tests {
     fn debug_output_hides_secrets() {
         let text = format!("{:?}", source());
         assert!(!text.contains("AQID"), "{text}");
+    }
+
+    /// Ed25519 key and `v1a` signature from the Svix server's asymmetric
+    /// signing test (`test_asymmetric_key_signing`).
+    const ED25519_PUBLIC_KEY: &str = "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=";
+    const ED25519_SECRET_KEY: &str = "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==";
+    const ED25519_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const ED25519_TIMESTAMP: i64 = 1_614_265_330;
+    const ED25519_BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const ED25519_SIGNATURE: &str = "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==";
+
+    fn ed25519_source(public_keys: &[&str]) -> StandardWebhooksSource {
+        source()
+            .with_public_keys(
+                public_keys
+                    .iter()
+                    .copied()
+                    .map(SecretString::from)
+                    .collect(),
+            )
+            .unwrap()
+    }
+
+    fn ed25519_verify(
+        source: &StandardWebhooksSource,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        let headers = vec![
+            ("webhook-id".to_owned(), ED25519_ID.to_owned()),
+            (
+                "webhook-timestamp".to_owned(),
+                ED25519_TIMESTAMP.to_string(),
+            ),
+            ("webhook-signature".to_owned(), signature.to_owned()),
+        ];
+        source.verify(&Inbound {
+            headers: &headers,
+            body,
+            now: ED25519_TIMESTAMP,
+        })
+    }
+
+    #[test]
+    fn verify_ed25519_published_vector() {
+        let source = ed25519_source(&[ED25519_PUBLIC_KEY]);
+        assert_eq!(
+            ed25519_verify(&source, ED25519_SIGNATURE, ED25519_BODY),
+            Ok(())
+        );
+
+        let bare = ed25519_source(&[&ED25519_PUBLIC_KEY[PUBLIC_KEY_PREFIX.len()..]]);
+        assert_eq!(
+            ed25519_verify(&bare, ED25519_SIGNATURE, ED25519_BODY),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn verify_ed25519_rejects_changed_body() {
+        let source = ed25519_source(&[ED25519_PUBLIC_KEY]);
+        assert_eq!(
+            ed25519_verify(&source, ED25519_SIGNATURE, br#"{"test": 2432232315}"#),
+            Err(Rejection::Unauthorized("bad signature"))
+        );
+    }
+
+    #[test]
+    fn verify_ed25519_needs_public_key() {
+        // Without public keys, v1a entries are not a supported signature.
+        assert_eq!(
+            ed25519_verify(&source(), ED25519_SIGNATURE, ED25519_BODY),
+            Err(Rejection::Unauthorized("no supported signature"))
+        );
+
+        let other = ed25519_source(&[&other_public_key()]);
+        assert_eq!(
+            ed25519_verify(&other, ED25519_SIGNATURE, ED25519_BODY),
+            Err(Rejection::Unauthorized("bad signature"))
+        );
+    }
+
+    /// Returns a valid public key that did not sign the vector.
+    fn other_public_key() -> String {
+        let signing_key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        format!(
+            "whpk_{}",
+            LENIENT_BASE64.encode(signing_key.verifying_key().as_bytes())
+        )
+    }
+
+    #[test]
+    fn verify_ed25519_any_entry_or_key() {
+        let source = ed25519_source(&[&other_public_key(), ED25519_PUBLIC_KEY]);
+        let zero = format!("v1a,{}", LENIENT_BASE64.encode([0u8; 64]));
+        let header = format!("v1,AAA= {zero} v1a,!!!! {ED25519_SIGNATURE}");
+        assert_eq!(ed25519_verify(&source, &header, ED25519_BODY), Ok(()));
+
+        // A valid v1 entry verifies even when every v1a entry is wrong.
+        let good = sign(ID, &NOW.to_string(), BODY);
+        let header = format!("{zero} v1,{good}");
+        let source = ed25519_source(&[ED25519_PUBLIC_KEY]);
+        assert_eq!(verify_with_source(&source, &header), Ok(()));
+    }
+
+    fn verify_with_source(
+        source: &StandardWebhooksSource,
+        signature: &str,
+    ) -> Result<(), Rejection> {
+        let headers = request_headers(signature, &NOW.to_string());
+        source.verify(&Inbound {
+            headers: &headers,
+            body: BODY,
+            now: NOW,
+        })
+    }
+
+    #[test]
+    fn verify_ed25519_rejects_bad_entries() {
+        let source = ed25519_source(&[ED25519_PUBLIC_KEY]);
+        let signature = &ED25519_SIGNATURE["v1a,".len()..];
+        for header in [
+            "v1a,,".to_owned(),
+            "v1a,AAA=".to_owned(),
+            format!("v1a,{}", &signature[..40]),
+            // The signature under a v1 label is the wrong length for HMAC.
+            format!("v1,{signature}"),
+        ] {
+            assert_eq!(
+                ed25519_verify(&source, &header, ED25519_BODY),
+                Err(Rejection::Unauthorized("bad signature")),
+                "header {header:?}"
+            );
+        }
+
+        // Stripping the trailing comma leaves `v1a`, which has no signature part.
+        assert_eq!(
+            ed25519_verify(&source, "v1a,", ED25519_BODY),
+            Err(Rejection::Unauthorized("no supported signature"))
+        );
+    }
+
+    #[test]
+    fn verify_ed25519_checks_timestamp() {
+        let source = ed25519_source(&[ED25519_PUBLIC_KEY]);
+        let headers = vec![
+            ("webhook-id".to_owned(), ED25519_ID.to_owned()),
+            (
+                "webhook-timestamp".to_owned(),
+                ED25519_TIMESTAMP.to_string(),
+            ),
+            ("webhook-signature".to_owned(), ED25519_SIGNATURE.to_owned()),
+        ];
+        let result = source.verify(&Inbound {
+            headers: &headers,
+            body: ED25519_BODY,
+            now: ED25519_TIMESTAMP + 301,
+        });
+        assert_eq!(
+            result,
+            Err(Rejection::Unauthorized("timestamp outside tolerance"))
+        );
+    }
+
+    #[test]
+    fn with_public_keys_rejects_bad_keys() {
+        let short = format!("whpk_{}", LENIENT_BASE64.encode([1u8; 31]));
+        for (key, phrase) in [
+            ("", "is empty"),
+            ("whpk_", "is empty"),
+            ("whpk_not*base64", "not valid base64"),
+            (short.as_str(), "decodes to 31 bytes"),
+            (ED25519_SECRET_KEY, "not valid base64"),
+            (&ED25519_SECRET_KEY[5..], "decodes to 64 bytes"),
+        ] {
+            let keys = vec![
+                SecretString::from(ED25519_PUBLIC_KEY),
+                SecretString::from(key),
+            ];
+            let error = source().with_public_keys(keys).unwrap_err();
+            assert!(error.contains("public key at position 2"), "{error}");
+            assert!(error.contains(phrase), "{key:?}: {error}");
+            assert!(!error.contains("6Xb/"), "{error}");
+            assert!(!error.contains("not*base64"), "{error}");
+        }
+    }
+
+    #[test]
+    fn with_public_keys_accepts_empty_list() {
+        let source = source().with_public_keys(Vec::new()).unwrap();
+        let signature = format!("v1,{}", sign(ID, &NOW.to_string(), BODY));
+        assert_eq!(verify_with_source(&source, &signature), Ok(()));
     }
 }
