@@ -4,6 +4,9 @@
 //! verifiers test without a server.
 
 pub mod appwrite;
+pub mod jwt;
+pub mod oidc_backchannel;
+pub mod ssf;
 pub mod standard_webhooks;
 
 use serde_json::Value;
