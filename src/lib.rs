@@ -27,6 +27,7 @@ pub mod delivery;
 pub mod demo;
 pub mod http;
 pub mod inspect;
+pub mod jwks;
 pub mod outcome;
 pub mod rules;
 pub mod senders;

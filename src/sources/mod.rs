@@ -6,7 +6,10 @@
 pub mod appwrite;
 pub mod auth0;
 pub mod body_hmac;
+pub mod jwt;
+pub mod oidc_backchannel;
 pub mod okta;
+pub mod ssf;
 pub mod standard_webhooks;
 pub mod stripe_style;
 
