@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod secret;
+mod sources;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,9 +17,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::SecretString;
 
+use crate::jwks::JwksCache;
 use crate::rules::{validate_pointer, Action, Pattern, Rule, RuleSet, UserRef};
-use crate::sources::appwrite::{AppwriteSource, BasicAuth};
-use crate::sources::standard_webhooks::StandardWebhooksSource;
 use crate::sources::Verifier;
 pub use secret::{Environment, ProcessEnv, SecretRef};
 
@@ -76,6 +76,8 @@ pub struct Target {
 pub struct SourceConfig {
     pub name: String,
     pub verifier: Verifier,
+    /// Signing keys of the issuer, for the JWT kinds.
+    pub jwks: Option<JwksCache>,
     /// Client address ranges allowed to post; empty allows every address.
     pub allow_ips: Vec<IpNet>,
     /// Number of configured secrets, for `revokd check`.
@@ -166,9 +168,14 @@ fn build(raw: raw::RawConfig, env: &dyn Environment) -> Result<Config, String> {
         );
     }
 
+    // JWKS documents are fetched with their own client: it never follows
+    // redirects, and its timeouts are the delivery ones.
+    let jwks_http =
+        crate::appwrite::http_client(delivery.request_timeout, delivery.connect_timeout)
+            .map_err(|err| format!("cannot build the HTTP client for JWKS: {err}"))?;
     let mut sources = BTreeMap::new();
     for (name, source) in raw.sources {
-        let built = build_source(&name, source, env)?;
+        let built = sources::build_source(&name, source, env, &jwks_http)?;
         sources.insert(name, Arc::new(built));
     }
 
@@ -295,79 +302,6 @@ fn positive(key: &str, value: Duration) -> Result<(), String> {
         return Err(format!("{key} must be longer than zero"));
     }
     Ok(())
-}
-
-fn resolve_all(
-    key: &str,
-    refs: &[SecretRef],
-    env: &dyn Environment,
-) -> Result<Vec<SecretString>, String> {
-    if refs.is_empty() {
-        return Err(format!(
-            "{key}.secrets is empty: add at least one, e.g. secrets = [{{ env = \"WEBHOOK_SECRET\" }}]"
-        ));
-    }
-    refs.iter()
-        .enumerate()
-        .map(|(index, reference)| {
-            reference
-                .resolve(env)
-                .map_err(|err| format!("{key}.secrets[{index}]: {err}"))
-        })
-        .collect()
-}
-
-fn build_source(
-    name: &str,
-    raw: raw::RawSource,
-    env: &dyn Environment,
-) -> Result<SourceConfig, String> {
-    let key = format!("sources.{name}");
-    let (verifier, allow_ips, secret_count) = match raw {
-        raw::RawSource::Appwrite(settings) => {
-            let secrets = resolve_all(&key, &settings.secrets, env)?;
-            let count = secrets.len();
-            let basic_auth = match settings.basic_auth {
-                None => None,
-                Some(auth) => Some(BasicAuth {
-                    user: auth
-                        .user
-                        .resolve(env)
-                        .map_err(|err| format!("{key}.basic_auth.user: {err}"))?,
-                    password: auth
-                        .password
-                        .resolve(env)
-                        .map_err(|err| format!("{key}.basic_auth.password: {err}"))?,
-                }),
-            };
-            let source = AppwriteSource::new(&settings.signed_url, secrets, basic_auth)
-                .map_err(|err| format!("{key}: {err}"))?;
-            (Verifier::Appwrite(source), settings.allow_ips, count)
-        }
-        raw::RawSource::StandardWebhooks(settings) => {
-            let secrets = resolve_all(&key, &settings.secrets, env)?;
-            let count = secrets.len();
-            // TODO: `v1a` (Ed25519) signatures checked against `public_keys`.
-            if !settings.public_keys.is_empty() {
-                return Err(format!(
-                    "{key}.public_keys: v1a (Ed25519) signatures are not supported by this version yet: remove the key"
-                ));
-            }
-            let source = StandardWebhooksSource::new(secrets, settings.tolerance_seconds)
-                .map_err(|err| format!("{key}: {err}"))?;
-            (
-                Verifier::StandardWebhooks(source),
-                settings.allow_ips,
-                count,
-            )
-        }
-    };
-    Ok(SourceConfig {
-        name: name.to_string(),
-        verifier,
-        allow_ips,
-        secret_count,
-    })
 }
 
 fn build_rule(

@@ -119,6 +119,116 @@ pub enum RawSource {
     Appwrite(RawAppwrite),
     #[serde(rename = "standard-webhooks")]
     StandardWebhooks(RawStandardWebhooks),
+    #[serde(rename = "okta")]
+    Okta(RawOkta),
+    #[serde(rename = "auth0")]
+    Auth0(RawAuth0),
+    #[serde(rename = "hmac")]
+    Hmac(RawHmac),
+    #[serde(rename = "stripe-style")]
+    StripeStyle(RawStripeStyle),
+    #[serde(rename = "oidc-backchannel")]
+    OidcBackchannel(RawOidcBackchannel),
+    #[serde(rename = "ssf")]
+    Ssf(RawSsf),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOkta {
+    /// The header Okta sends the shared value in.
+    #[serde(default = "default_authorization_header")]
+    pub header: String,
+    pub secrets: Vec<SecretRef>,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+fn default_authorization_header() -> String {
+    "Authorization".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth0 {
+    pub secrets: Vec<SecretRef>,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmac {
+    pub header: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_hmac_algorithm")]
+    pub algorithm: String,
+    #[serde(default = "default_hmac_encoding")]
+    pub encoding: String,
+    pub secrets: Vec<SecretRef>,
+    pub id_header: Option<String>,
+    pub type_header: Option<String>,
+    pub type_pointer: Option<String>,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+fn default_hmac_algorithm() -> String {
+    "sha256".into()
+}
+
+fn default_hmac_encoding() -> String {
+    "hex".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStripeStyle {
+    pub header: String,
+    #[serde(default = "default_timestamp_unit")]
+    pub timestamp_unit: String,
+    #[serde(default = "default_tolerance")]
+    pub tolerance_seconds: u64,
+    pub secrets: Vec<SecretRef>,
+    #[serde(default = "default_type_pointer")]
+    pub type_pointer: String,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+fn default_timestamp_unit() -> String {
+    "s".into()
+}
+
+fn default_type_pointer() -> String {
+    "/type".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidcBackchannel {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<std::path::PathBuf>,
+    #[serde(default = "default_tolerance")]
+    pub max_age_seconds: u64,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsf {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// The whole `Authorization` header value the transmitter must send.
+    pub authorization: Option<SecretRef>,
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,9 +14,11 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+use super::authenticate;
 use super::client_ip::{allowed, client_ip};
 use super::rejections::{RejectionLog, REQUEST_LOG};
 use super::AppState;
+use crate::config::SourceConfig;
 use crate::delivery::{now_millis, OWN_STATUS_CHANGE_WINDOW};
 use crate::rules::Pattern;
 use crate::sources::{DecodedEvent, HeaderLookup, Inbound, Rejection, Verifier};
@@ -48,24 +50,8 @@ pub async fn receive(
         return HttpResponse::NotFound().json(json!({ "error": "unknown source" }));
     };
 
-    if !source.allow_ips.is_empty() {
-        let forwarded = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let client = request
-            .peer_addr()
-            .and_then(|peer| client_ip(peer.ip(), forwarded, &state.server.trusted_proxies));
-        if !allowed(client, &source.allow_ips) {
-            let shown = client.map_or_else(|| "unknown".to_string(), |ip: IpAddr| ip.to_string());
-            rejections.reject(
-                &source_name,
-                "client address not in allow_ips",
-                403,
-                Some(format!("client {shown}")),
-            );
-            return HttpResponse::Forbidden().json(json!({ "error": "forbidden" }));
-        }
+    if !client_allowed(&request, &state, &source, &rejections) {
+        return forbidden();
     }
 
     let mut payload = payload;
@@ -126,19 +112,11 @@ pub async fn receive(
         body: &body,
         now: now / 1000,
     };
-    let decoded = source
-        .verifier
-        .verify(&inbound)
-        .and_then(|()| source.verifier.decode(&inbound));
-    let events = match decoded {
+    let events = match authenticate::events(&source, &inbound).await {
         Ok(events) => events,
-        Err(Rejection::Unauthorized(reason)) => {
-            rejections.reject(&source_name, reason, 401, None);
-            return HttpResponse::Unauthorized().json(json!({ "error": "unauthorized" }));
-        }
-        Err(Rejection::Malformed(reason)) => {
-            rejections.reject(&source_name, &reason, 400, None);
-            return HttpResponse::BadRequest().json(json!({ "error": "malformed event" }));
+        Err(refusal) => {
+            rejections.reject(&source_name, &refusal.reason, refusal.status.as_u16(), None);
+            return refusal.response();
         }
     };
 
@@ -190,14 +168,21 @@ pub async fn receive(
         }
     }
     if accepted > 0 {
-        state.wake.notify_waiters();
         state.wake.notify_one();
     }
-    HttpResponse::Ok().json(json!({
-        "accepted": accepted,
-        "duplicates": duplicates,
-        "ignored": ignored,
-    }))
+    match source.verifier {
+        // RFC 8935: a SET that was received and validated gets 202, no body.
+        Verifier::Ssf(_) => HttpResponse::Accepted().finish(),
+        // OIDC Back-Channel Logout: 200, and the response must not be cached.
+        Verifier::OidcBackchannel(_) => HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .finish(),
+        _ => HttpResponse::Ok().json(json!({
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "ignored": ignored,
+        })),
+    }
 }
 
 /// Builds a response after which the connection is closed, with the unread
@@ -255,6 +240,90 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// `GET /hooks/{source}`: Okta's one-time verification request. Okta sends
+/// `X-Okta-Verification-Challenge` and expects the value back as
+/// `{"verification": …}`. Other kinds take only POST.
+pub async fn challenge(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    rejections: web::Data<RejectionLog>,
+) -> HttpResponse {
+    let source_name = path.into_inner();
+    let Some(source) = state.sources.get(&source_name).cloned() else {
+        rejections.reject(
+            truncate(&source_name, MAX_LOGGED_VALUE),
+            "unknown source",
+            404,
+            None,
+        );
+        return HttpResponse::NotFound().json(json!({ "error": "unknown source" }));
+    };
+    if !client_allowed(&request, &state, &source, &rejections) {
+        return forbidden();
+    }
+    let Verifier::Okta(okta) = &source.verifier else {
+        return HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", "POST"))
+            .json(json!({ "error": "method not allowed" }));
+    };
+    let headers = ActixHeaders(request.headers());
+    let inbound = Inbound {
+        headers: &headers,
+        body: &[],
+        now: now_millis() / 1000,
+    };
+    match okta.verification_response(&inbound) {
+        Ok(body) => {
+            tracing::info!(target: REQUEST_LOG, source = %source_name, "answered the Okta verification challenge");
+            HttpResponse::Ok().json(body)
+        }
+        Err(Rejection::Unauthorized(reason)) => {
+            rejections.reject(&source_name, reason, 401, None);
+            HttpResponse::Unauthorized().json(json!({ "error": "unauthorized" }))
+        }
+        Err(Rejection::Malformed(reason)) => {
+            rejections.reject(&source_name, &reason, 400, None);
+            HttpResponse::BadRequest().json(json!({ "error": "malformed request" }))
+        }
+    }
+}
+
+/// Checks the client address against the source's `allow_ips`, and logs
+/// the rejection when it is outside them.
+fn client_allowed(
+    request: &HttpRequest,
+    state: &AppState,
+    source: &SourceConfig,
+    rejections: &RejectionLog,
+) -> bool {
+    if source.allow_ips.is_empty() {
+        return true;
+    }
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = request
+        .peer_addr()
+        .and_then(|peer| client_ip(peer.ip(), forwarded, &state.server.trusted_proxies));
+    if allowed(client, &source.allow_ips) {
+        return true;
+    }
+    let shown = client.map_or_else(|| "unknown".to_string(), |ip: IpAddr| ip.to_string());
+    rejections.reject(
+        &source.name,
+        "client address not in allow_ips",
+        403,
+        Some(format!("client {shown}")),
+    );
+    false
+}
+
+fn forbidden() -> HttpResponse {
+    HttpResponse::Forbidden().json(json!({ "error": "forbidden" }))
 }
 
 enum BodyError {

@@ -3,6 +3,7 @@
 //! The server is built from a bound listener, so tests can bind port 0.
 //! No route ever answers with a redirect: Appwrite counts a 3xx as delivered.
 
+mod authenticate;
 mod client_ip;
 mod hooks;
 pub mod rejections;
@@ -85,6 +86,7 @@ pub fn build_server(listener: TcpListener, state: Arc<AppState>) -> std::io::Res
             .app_data(data.clone())
             .app_data(rejections.clone())
             .route("/hooks/{source}", web::post().to(hooks::receive))
+            .route("/hooks/{source}", web::get().to(hooks::challenge))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .default_service(web::to(not_found))

@@ -12,6 +12,9 @@ pub mod okta;
 pub mod ssf;
 pub mod standard_webhooks;
 pub mod stripe_style;
+mod verifier;
+
+pub use verifier::{is_json_media_type, SourceError, Verifier};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -227,74 +230,5 @@ impl SharedHeaderValues {
     /// Returns the number of accepted values, for `Debug` output.
     pub(crate) fn len(&self) -> usize {
         self.digests.len()
-    }
-}
-
-/// A configured source's verifier and decoder, one variant per kind.
-pub enum Verifier {
-    Appwrite(appwrite::AppwriteSource),
-    StandardWebhooks(standard_webhooks::StandardWebhooksSource),
-}
-
-impl Verifier {
-    /// The kind's name as written in the config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Verifier::Appwrite(_) => "appwrite",
-            Verifier::StandardWebhooks(_) => "standard-webhooks",
-        }
-    }
-
-    /// Whether the kind takes a body of this `Content-Type`. A missing header is
-    /// taken as the kind's own type.
-    pub fn accepts_content_type(&self, content_type: Option<&str>) -> bool {
-        match content_type {
-            None => true,
-            Some(value) => is_json_media_type(value),
-        }
-    }
-
-    /// Authenticates the request on its raw bytes. Nothing is parsed before this.
-    pub fn verify(&self, request: &Inbound) -> Result<(), Rejection> {
-        match self {
-            Verifier::Appwrite(source) => source.verify(request),
-            Verifier::StandardWebhooks(source) => source.verify(request),
-        }
-    }
-
-    /// Decodes a verified request into its events.
-    pub fn decode(&self, request: &Inbound) -> Result<Vec<DecodedEvent>, Rejection> {
-        match self {
-            Verifier::Appwrite(source) => source.decode(request),
-            Verifier::StandardWebhooks(source) => source.decode(request),
-        }
-    }
-}
-
-/// `application/json` or any `…+json` type, with any parameters.
-pub fn is_json_media_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or("").trim();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json")
-            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
-}
-
-#[cfg(test)]
-mod media_type_tests {
-    use super::is_json_media_type;
-
-    #[test]
-    fn json_media_types() {
-        assert!(is_json_media_type("application/json"));
-        assert!(is_json_media_type("application/json; charset=utf-8"));
-        assert!(is_json_media_type("Application/JSON"));
-        assert!(is_json_media_type("application/cloudevents+json"));
-        assert!(!is_json_media_type("text/plain"));
-        assert!(!is_json_media_type("application/x-www-form-urlencoded"));
-        assert!(!is_json_media_type("application/+json"));
-        assert!(!is_json_media_type("json"));
     }
 }
