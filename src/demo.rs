@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use crate::app::Service;
 use crate::config::{Config, ProcessEnv};
 use crate::delivery::now_millis;
-use crate::senders::{appwrite_signature, standard_webhooks_signature};
+use crate::senders::{appwrite_signature, ed25519_jwk, ed25519_jwt, standard_webhooks_signature};
 use crate::simulator::Simulator;
 use crate::store::Store;
 
@@ -27,6 +27,14 @@ const SESSIONS: [&str; 3] = [
 const APPWRITE_KEY: &str = "3f9a1c7e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a\
                             5c7e9b1d3f5a7c9e0b2d4f6a8c1e3b5d7f9a0c2e4b6d8f1a3c5e7b9d0f2a4c6e";
 const CLERK_SECRET: &str = "whsec_ZGVtby1jbGVyay1zaWduaW5nLXNlY3JldC0zMmI=";
+const OKTA_AUTHORIZATION: &str = "Bearer demo-okta-hook-secret";
+/// The second user, whom the Okta sample's admin suspends.
+const OTHER_USER: &str = "6650c1f2a7b3e9d4c0ff";
+const OTHER_EMAIL: &str = "sam.lee@example.com";
+const OTHER_SESSIONS: [&str; 2] = ["6651d0aa3c5e7f9b1d30", "6651d0aa3c5e7f9b1d31"];
+/// Seed of the demo transmitter's Ed25519 signing key.
+const SSF_KEY_SEED: [u8; 32] = [42; 32];
+const SSF_ISSUER: &str = "https://transmitter.example.com";
 
 const PASSWORD_UPDATED: &[u8] = include_bytes!("../tests/fixtures/appwrite-password-updated.body");
 const USER_BLOCKED: &[u8] = include_bytes!("../tests/fixtures/appwrite-user-blocked.body");
@@ -34,6 +42,8 @@ const RECOVERY_COMPLETED: &[u8] =
     include_bytes!("../tests/fixtures/appwrite-recovery-completed.body");
 const CLERK_USER_BANNED: &[u8] = include_bytes!("../tests/fixtures/clerk-user-banned.json");
 const EVENT_HEADERS: &str = include_str!("../tests/fixtures/appwrite-events.json");
+const OKTA_BATCH: &[u8] = include_bytes!("../tests/fixtures/okta-event-hook.json");
+const SSF_CLAIMS: &str = include_str!("../tests/fixtures/ssf-caep-session-revoked.claims.json");
 
 /// The rules of the documented example config.
 const RULES: &str = r#"
@@ -70,6 +80,30 @@ when = { "/data/banned" = true }
 user = { id = "/data/external_id" }
 action = "block_user"
 target = "main"
+
+[[rules]]
+name = "okta-password-change"
+source = "okta"
+event = "user.account.update_password"
+user = { email = "/user/alternateId" }
+action = "delete_sessions"
+target = "main"
+
+[[rules]]
+name = "okta-suspend"
+source = "okta"
+event = "user.lifecycle.suspend"
+user = { email = "/user/alternateId" }
+action = "block_user"
+target = "main"
+
+[[rules]]
+name = "caep-session-revoked"
+source = "ssf"
+event = "caep.session-revoked"
+user = { email = "/subject/email" }
+action = "delete_sessions"
+target = "main"
 "#;
 
 pub async fn run() -> anyhow::Result<()> {
@@ -82,6 +116,10 @@ pub async fn run() -> anyhow::Result<()> {
     simulator.add_user(PROJECT, USER, "jane.doe@example.com");
     for session in SESSIONS {
         simulator.add_session(PROJECT, USER, session);
+    }
+    simulator.add_user(PROJECT, OTHER_USER, OTHER_EMAIL);
+    for session in OTHER_SESSIONS {
+        simulator.add_session(PROJECT, OTHER_USER, session);
     }
 
     let secret = |name: &str, value: &str| -> anyhow::Result<String> {
@@ -118,12 +156,28 @@ secrets = [{{ file = "{appwrite_secret}" }}]
 [sources.clerk]
 kind = "standard-webhooks"
 secrets = [{{ file = "{clerk_secret}" }}]
+
+[sources.okta]
+kind = "okta"
+secrets = [{{ file = "{okta_secret}" }}]
+
+[sources.ssf]
+kind = "ssf"
+issuer = "{SSF_ISSUER}"
+audience = "{base}/hooks/ssf"
+jwks_file = "{jwks_file}"
 {RULES}"#,
         store = dir.path().join("revokd.db").display(),
         endpoint = simulator.endpoint(),
         api_key = secret("appwrite-api-key", API_KEY)?,
         appwrite_secret = secret("appwrite-webhook-secret", APPWRITE_KEY)?,
         clerk_secret = secret("clerk-webhook-secret", CLERK_SECRET)?,
+        okta_secret = secret("okta-hook-authorization", OKTA_AUTHORIZATION)?,
+        jwks_file = secret(
+            "ssf-jwks.json",
+            &serde_json::json!({ "keys": [ed25519_jwk(&SSF_KEY_SEED, "demo-ed25519")] })
+                .to_string(),
+        )?,
     );
     let config = Config::parse(&config_text, &ProcessEnv).map_err(anyhow::Error::msg)?;
 
@@ -132,10 +186,10 @@ secrets = [{{ file = "{clerk_secret}" }}]
         "Appwrite simulator at {}, revokd at {base}",
         simulator.endpoint()
     );
-    println!(
-        "user {USER} sessions before: {:?}",
-        simulator.sessions(PROJECT, USER).unwrap_or_default()
-    );
+    for user in [USER, OTHER_USER] {
+        let sessions = simulator.sessions(PROJECT, user).unwrap_or_default();
+        println!("user {user} sessions before: {sessions:?}");
+    }
 
     let service = Service::start(config, listener).await?;
     let store = service.store();
@@ -183,6 +237,35 @@ secrets = [{{ file = "{clerk_secret}" }}]
         response.status(),
         response.text().await?,
     ));
+
+    let response = client
+        .post(format!("{base}/hooks/okta"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", OKTA_AUTHORIZATION)
+        .body(OKTA_BATCH)
+        .send()
+        .await?;
+    results.push((
+        "okta-event-hook.json",
+        response.status(),
+        response.text().await?,
+    ));
+
+    let mut claims: serde_json::Value = serde_json::from_str(SSF_CLAIMS)?;
+    claims["iat"] = serde_json::json!(timestamp);
+    claims["aud"] = serde_json::json!(format!("{base}/hooks/ssf"));
+    let token = ed25519_jwt(&SSF_KEY_SEED, "demo-ed25519", "secevent+jwt", &claims);
+    let response = client
+        .post(format!("{base}/hooks/ssf"))
+        .header("Content-Type", "application/secevent+jwt")
+        .body(token)
+        .send()
+        .await?;
+    results.push((
+        "ssf-caep-session-revoked, a signed SET",
+        response.status(),
+        response.text().await?,
+    ));
     for (name, status, body) in &results {
         println!("POST {name}: {status} {body}");
     }
@@ -201,17 +284,17 @@ secrets = [{{ file = "{clerk_secret}" }}]
     }
     service.stop().await?;
 
-    let sessions = simulator.sessions(PROJECT, USER).unwrap_or_default();
-    let status = simulator.user_status(PROJECT, USER);
-    println!("user {USER} sessions after: {sessions:?}");
-    println!(
-        "user {USER} status after: {}",
-        if status == Some(false) {
-            "blocked"
-        } else {
-            "active"
-        }
-    );
+    let mut all_ended = true;
+    for user in [USER, OTHER_USER] {
+        let sessions = simulator.sessions(PROJECT, user).unwrap_or_default();
+        let blocked = simulator.user_status(PROJECT, user) == Some(false);
+        println!("user {user} sessions after: {sessions:?}");
+        println!(
+            "user {user} status after: {}",
+            if blocked { "blocked" } else { "active" }
+        );
+        all_ended &= sessions.is_empty() && blocked;
+    }
     println!("Appwrite calls received:");
     for request in simulator.requests() {
         println!("  {} {} → {}", request.method, request.path, request.status);
@@ -221,9 +304,9 @@ secrets = [{{ file = "{clerk_secret}" }}]
     if results.iter().any(|(_, status, _)| !status.is_success()) {
         bail!("an event was not accepted");
     }
-    if !sessions.is_empty() || status != Some(false) {
-        bail!("the user still has sessions or is not blocked");
+    if !all_ended {
+        bail!("a user still has sessions or is not blocked");
     }
-    println!("== done: every session ended and the user is blocked");
+    println!("== done: every session ended and both users are blocked");
     Ok(())
 }

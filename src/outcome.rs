@@ -39,17 +39,17 @@ pub fn log(outcome: &Outcome) {
         rule = %job.rule,
         action = %job.action,
         target = %job.target,
-        user_id = outcome.user_id,
-        user_lookup = lookup.as_deref(),
-        session_id = job.session_id.as_deref(),
+        user_id = outcome.user_id.map(display),
+        user_lookup = lookup.as_deref().map(display),
+        session_id = job.session_id.as_deref().map(display),
         job_id = %job.id,
         attempts = outcome.attempts,
         latency_ms = outcome.latency_ms,
         success = outcome.success,
-        note = outcome.note,
+        note = outcome.note.map(display),
         dry_run = outcome.dry_run.then_some(true),
-        error_type = outcome.error_type,
-        error = outcome.error,
+        error_type = outcome.error_type.map(display),
+        error = outcome.error.map(display),
         "outcome"
     );
 }

@@ -31,6 +31,41 @@ pub fn standard_webhooks_signature(secret: &str, id: &str, timestamp: i64, body:
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// A compact JWS signed with Ed25519 (`alg` `EdDSA`), as an identity
+/// provider signs a logout token or a Security Event Token.
+pub fn ed25519_jwt(seed: &[u8; 32], kid: &str, typ: &str, claims: &serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ed25519_dalek::Signer;
+
+    let header = serde_json::json!({ "alg": "EdDSA", "kid": kid, "typ": typ });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key = ed25519_dalek::SigningKey::from_bytes(seed);
+    let signature = key.sign(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    )
+}
+
+/// The public JWK of the Ed25519 key made from `seed`, for a JWK set.
+pub fn ed25519_jwk(seed: &[u8; 32], kid: &str) -> serde_json::Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let key = ed25519_dalek::SigningKey::from_bytes(seed);
+    serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+        "kid": kid,
+        "alg": "EdDSA",
+        "use": "sig",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
