@@ -45,8 +45,9 @@ const EVENT_HEADERS: &str = include_str!("../tests/fixtures/appwrite-events.json
 const OKTA_BATCH: &[u8] = include_bytes!("../tests/fixtures/okta-event-hook.json");
 const SSF_CLAIMS: &str = include_str!("../tests/fixtures/ssf-caep-session-revoked.claims.json");
 
-/// The rules of the documented example config.
-const RULES: &str = r#"
+/// The rules of the example config in `deploy/revokd.toml`: Appwrite
+/// password changes, blocks and recoveries, and Clerk bans.
+pub const EXAMPLE_RULES: &str = r#"
 [[rules]]
 name = "logout-on-password-change"
 source = "appwrite"
@@ -81,6 +82,10 @@ user = { id = "/data/external_id" }
 action = "block_user"
 target = "main"
 
+"#;
+
+/// Rules for the demo's Okta and Shared Signals sources.
+const IDP_RULES: &str = r#"
 [[rules]]
 name = "okta-password-change"
 source = "okta"
@@ -166,7 +171,7 @@ kind = "ssf"
 issuer = "{SSF_ISSUER}"
 audience = "{base}/hooks/ssf"
 jwks_file = "{jwks_file}"
-{RULES}"#,
+{EXAMPLE_RULES}{IDP_RULES}"#,
         store = dir.path().join("revokd.db").display(),
         endpoint = simulator.endpoint(),
         api_key = secret("appwrite-api-key", API_KEY)?,

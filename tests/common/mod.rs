@@ -32,41 +32,7 @@ pub fn sample_events(name: &str) -> String {
     all[name].as_str().unwrap().to_string()
 }
 
-pub const DEFAULT_RULES: &str = r#"
-[[rules]]
-name = "logout-on-password-change"
-source = "appwrite"
-event = "users.*.update.password"
-user = { id = "/$id" }
-action = "delete_sessions"
-target = "main"
-
-[[rules]]
-name = "logout-on-block"
-source = "appwrite"
-event = "users.*.update.status"
-when = { "/status" = false }
-user = { id = "/$id" }
-action = "delete_sessions"
-target = "main"
-
-[[rules]]
-name = "logout-on-recovery"
-source = "appwrite"
-event = "users.*.recovery.*.update"
-user = { id = "/userId" }
-action = "delete_sessions"
-target = "main"
-
-[[rules]]
-name = "block-on-ban"
-source = "clerk"
-event = "user.updated"
-when = { "/data/banned" = true }
-user = { id = "/data/external_id" }
-action = "block_user"
-target = "main"
-"#;
+pub const DEFAULT_RULES: &str = revokd::demo::EXAMPLE_RULES;
 
 struct TestEnv;
 
