@@ -32,8 +32,10 @@ impl Refusal {
 }
 
 /// Verifies the request and decodes its events. For the JWT kinds the
-/// issuer's keys are loaded first, and a token signed by an unknown key
-/// causes one reload (at most once a minute per source) before it is refused.
+/// checks that need no keys run first: an `ssf` caller without the stream's
+/// `Authorization` value gets 400 and causes no JWKS fetch. Then the issuer's
+/// keys are loaded, and a token signed by an unknown key causes one reload
+/// (at most once a minute per source) before it is refused.
 pub(super) async fn events(
     source: &SourceConfig,
     inbound: &Inbound<'_>,
@@ -44,6 +46,12 @@ pub(super) async fn events(
             .verify_and_decode(inbound, None)
             .map_err(|error| refusal(verifier, error));
     }
+    verifier
+        .authenticate_before_keys(inbound)
+        .map_err(|error| refusal(verifier, error))?;
+    // NOTE: an oidc-backchannel request has nothing to check before the
+    // keys, so while no key set has loaded yet, each request starts a fetch
+    // unless one is already in progress.
     let Some(cache) = &source.jwks else {
         return Err(keys_unavailable("no key set is configured for this source"));
     };

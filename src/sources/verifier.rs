@@ -66,6 +66,16 @@ impl Verifier {
         }
     }
 
+    /// Runs the checks that need no key set: for `ssf`, the stream's
+    /// `Authorization` value. Other kinds pass. A request that fails here
+    /// never causes a JWKS fetch.
+    pub fn authenticate_before_keys(&self, request: &Inbound) -> Result<(), SourceError> {
+        match self {
+            Verifier::Ssf(source) => source.authenticate(request).map_err(SourceError::Token),
+            _ => Ok(()),
+        }
+    }
+
     /// Authenticates the request on its raw bytes, then decodes its events.
     /// Nothing is parsed before the authentication. `keys` is the issuer's key
     /// set for the JWT kinds and is ignored by the others.

@@ -20,6 +20,33 @@ pub const USER: &str = "6650c1f2a7b3e9d4c021";
 pub const APPWRITE_SECRET: &str = "appwrite-webhook-secret-for-tests-0123456789abcdef";
 pub const CLERK_SECRET: &str = "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
+/// Header values and keys of the identity-provider sources that tests add
+/// to the config, read through `TestEnv` like the secrets above.
+pub const OKTA_AUTHORIZATION: &str = "Basic b2t0YS1ob29rOnRlc3Qtc2VjcmV0LTAxMjM0NQ==";
+pub const AUTH0_AUTHORIZATION: &str = "Bearer auth0-stream-token-for-tests-0123456789";
+pub const HMAC_SECRET: &str = "hmac-webhook-secret-for-tests-0123456789";
+pub const STRIPE_SECRET: &str = "whsec_stripe_style_secret_for_tests_0123";
+pub const WORKOS_SECRET: &str = "workos-webhook-secret-for-tests-0123456789";
+pub const SSF_AUTHORIZATION: &str = "Bearer ssf-stream-secret-for-tests-0123";
+
+/// Seed of the Ed25519 key that signs `v1a` Standard Webhooks signatures.
+pub const WEBHOOK_SIGNING_SEED: [u8; 32] = [0x5a; 32];
+
+/// Makes the Ed25519 key from `WEBHOOK_SIGNING_SEED`.
+pub fn webhook_signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&WEBHOOK_SIGNING_SEED)
+}
+
+/// Returns the public half of `webhook_signing_key` as a `whpk_` key.
+pub fn webhook_public_key() -> String {
+    use base64::Engine as _;
+    let public = webhook_signing_key().verifying_key().to_bytes();
+    format!(
+        "whpk_{}",
+        base64::engine::general_purpose::STANDARD.encode(public)
+    )
+}
+
 pub const PASSWORD_UPDATED: &[u8] = include_bytes!("../fixtures/appwrite-password-updated.body");
 pub const USER_BLOCKED: &[u8] = include_bytes!("../fixtures/appwrite-user-blocked.body");
 pub const RECOVERY_COMPLETED: &[u8] =
@@ -42,6 +69,13 @@ impl Environment for TestEnv {
             "TEST_API_KEY" => Some(API_KEY.into()),
             "TEST_APPWRITE_SECRET" => Some(APPWRITE_SECRET.into()),
             "TEST_CLERK_SECRET" => Some(CLERK_SECRET.into()),
+            "TEST_OKTA_AUTHORIZATION" => Some(OKTA_AUTHORIZATION.into()),
+            "TEST_AUTH0_AUTHORIZATION" => Some(AUTH0_AUTHORIZATION.into()),
+            "TEST_HMAC_SECRET" => Some(HMAC_SECRET.into()),
+            "TEST_STRIPE_SECRET" => Some(STRIPE_SECRET.into()),
+            "TEST_WORKOS_SECRET" => Some(WORKOS_SECRET.into()),
+            "TEST_SSF_AUTHORIZATION" => Some(SSF_AUTHORIZATION.into()),
+            "TEST_WEBHOOK_PUBLIC_KEY" => Some(webhook_public_key()),
             _ => None,
         }
     }
@@ -205,6 +239,14 @@ impl TestApp {
         self.simulator.sessions(PROJECT, USER).unwrap()
     }
 
+    /// Adds a user with `email` and `sessions` to the simulator's project.
+    pub fn add_user(&self, user: &str, email: &str, sessions: &[&str]) {
+        self.simulator.add_user(PROJECT, user, email);
+        for session in sessions {
+            self.simulator.add_session(PROJECT, user, session);
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(service) = self.service.take() {
             service.stop().await.unwrap();
@@ -232,6 +274,98 @@ where
 pub async fn counts(response: reqwest::Response) -> HashMap<String, u64> {
     assert_eq!(response.status(), 200, "hooks request not accepted");
     response.json().await.unwrap()
+}
+
+/// Returns the decoded value of query parameter `name` (for example
+/// `queries[0]`), accepting the brackets raw or percent-encoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        let key = percent_encoding::percent_decode_str(key)
+            .decode_utf8()
+            .ok()?;
+        if key != name {
+            return None;
+        }
+        let plus_as_space = value.replace('+', " ");
+        let value = percent_encoding::percent_decode_str(&plus_as_space)
+            .decode_utf8()
+            .ok()?;
+        Some(value.into_owned())
+    })
+}
+
+/// Returns the stored events of `source` sorted by delivery key, each as
+/// (delivery key, ignored reason, job counts). Events of one request share
+/// a receive time, so that time cannot order them.
+pub async fn stored_events(
+    app: &TestApp,
+    source: &str,
+) -> Vec<(String, Option<String>, JobCounts)> {
+    use revokd::store::{EventFilter, Store as _};
+    let mut events = app
+        .store()
+        .list_events(EventFilter {
+            source: Some(source.to_string()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    events.sort_by(|a, b| a.delivery_key.cmp(&b.delivery_key));
+    events
+        .into_iter()
+        .map(|event| (event.delivery_key, event.ignored_reason, event.jobs))
+        .collect()
+}
+
+/// Asserts that `source` has no stored event, that no job exists and that
+/// the simulator received no call.
+pub async fn assert_nothing_recorded(app: &TestApp, source: &str) {
+    assert_eq!(
+        stored_events(app, source).await,
+        Vec::new(),
+        "stored events"
+    );
+    assert_eq!(app.settle().await, JobCounts::default(), "job counts");
+    assert!(app.calls().is_empty(), "Appwrite calls: {:?}", app.calls());
+}
+
+/// Returns (method, path) of each call on the routes of `user`
+/// (`/v1/users/{user}/…`), in arrival order.
+pub fn user_calls(calls: &[RecordedRequest], user: &str) -> Vec<(String, String)> {
+    let prefix = format!("/v1/users/{user}/");
+    calls
+        .iter()
+        .filter(|call| call.path.starts_with(&prefix))
+        .map(|call| (call.method.clone(), call.path.clone()))
+        .collect()
+}
+
+/// Maximum number of `queries[…]` parameters `lookups` reads from one call.
+const MAX_QUERIES: usize = 16;
+
+/// Returns each user lookup (`GET /v1/users` or `GET /v1/users/identities`)
+/// as its path and its `queries[0]`, `queries[1]`, … parsed as JSON, in
+/// arrival order.
+pub fn lookups(calls: &[RecordedRequest]) -> Vec<(String, Vec<serde_json::Value>)> {
+    calls
+        .iter()
+        .filter(|call| call.path == "/v1/users" || call.path == "/v1/users/identities")
+        .map(|call| {
+            assert_eq!(call.method, "GET", "lookup {call:?}");
+            let queries = (0..MAX_QUERIES)
+                .map_while(|index| query_param(&call.query, &format!("queries[{index}]")))
+                .map(|query| serde_json::from_str(&query).expect("a query is JSON"))
+                .collect();
+            (call.path.clone(), queries)
+        })
+        .collect()
+}
+
+/// Builds the query a lookup sends to find the users whose `attribute` is
+/// `value`.
+pub fn equal_query(attribute: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({ "method": "equal", "attribute": attribute, "values": [value] })
 }
 
 /// Returns a port on 127.0.0.1 that was free a moment ago.
