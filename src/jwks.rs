@@ -28,6 +28,11 @@ pub const UNKNOWN_KID_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// still served.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
+/// Wait after a failed first load before the next one. Until a set has
+/// loaded, every request needs one, so without this pause a flood of tokens
+/// while the issuer is unreachable would become a flood of fetches.
+pub const FIRST_LOAD_RETRY: Duration = Duration::from_secs(1);
+
 /// Maximum size of a JWK set document, in bytes. Published sets hold a few
 /// keys in a few kilobytes.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -118,7 +123,8 @@ impl JwksCache {
     ///
     /// When a reload fails, the previous set is returned and the next reload
     /// waits [`RETRY_AFTER_FAILURE`]. Fails only when no set was ever loaded
-    /// and loading fails now. Concurrent callers share one load.
+    /// and loading fails now, or failed less than [`FIRST_LOAD_RETRY`] ago.
+    /// Concurrent callers share one load.
     pub async fn keys(&self) -> Result<Arc<JwkSet>, JwksError> {
         let requested_at = Instant::now();
         let mut state = self.state.lock().await;
@@ -136,6 +142,10 @@ impl JwksCache {
             }
         } else if let Some(result) = state.result_since(requested_at) {
             return result;
+        } else if let (Some(error), Some(attempt)) = (&state.last_error, state.last_attempt) {
+            if attempt.elapsed() < FIRST_LOAD_RETRY {
+                return Err(error.clone());
+            }
         }
         self.load(&mut state).await
     }

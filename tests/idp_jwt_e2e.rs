@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -551,10 +552,20 @@ async fn backchannel_logout_jwks_unreachable() {
     );
     assert_nothing_recorded(&app, "logout").await;
 
-    // Once the JWKS server is up, the retry succeeds.
+    // Once the JWKS server is up, a retry succeeds: within a second, because
+    // a failed first load is not repeated sooner.
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let jwks = JwksServer::start(listener, key_set(&[&key]));
-    assert_logout_accepted(&post_logout(&app, "logout", FORM, &token).await);
+    let accepted = wait_for(
+        "the logout to be accepted",
+        Duration::from_secs(5),
+        || async {
+            let response = post_logout(&app, "logout", FORM, &token).await;
+            (response.status == 200).then_some(response)
+        },
+    )
+    .await;
+    assert_logout_accepted(&accepted);
     assert_eq!(jwks.requests(), 1);
     let settled = app.settle().await;
     assert_eq!(settled.done, 1);

@@ -299,6 +299,14 @@ async fn cached_keys_served_while_server_down() {
     );
 }
 
+/// Moves the cache's clock past the pause after a failed first load.
+async fn skip_first_load_pause() {
+    tokio::time::pause();
+    tokio::time::advance(revokd::jwks::FIRST_LOAD_RETRY + std::time::Duration::from_millis(1))
+        .await;
+    tokio::time::resume();
+}
+
 #[tokio::test]
 async fn error_when_never_fetched() {
     let server = JwksServer::start(json!({ "keys": [] })).await;
@@ -318,11 +326,13 @@ async fn error_when_never_fetched() {
 
     // A set with no usable key is an error too.
     server.fail_with(None);
+    skip_first_load_pause().await;
     let error = cache.keys().await.unwrap_err();
     assert!(matches!(error, JwksError::Invalid { .. }), "{error:?}");
     assert!(error.to_string().contains(&server.url), "{error}");
 
     server.publish(json!("not a key set"));
+    skip_first_load_pause().await;
     let error = cache.keys().await.unwrap_err();
     assert!(error.to_string().contains("\"keys\" array"), "{error}");
 
@@ -340,7 +350,12 @@ async fn recovers_after_failed_first_fetch() {
     let cache = server.cache();
     assert!(cache.keys().await.is_err());
 
+    // Right after the failure, no new fetch is made, even once the server is back.
     server.fail_with(None);
+    assert!(cache.keys().await.is_err());
+    assert_eq!(server.requests(), 1);
+
+    skip_first_load_pause().await;
     assert_eq!(kids(&cache.keys().await.unwrap()), ["k1"]);
     assert_eq!(server.requests(), 2);
     server.stop().await;

@@ -49,9 +49,9 @@ pub(super) async fn events(
     verifier
         .authenticate_before_keys(inbound)
         .map_err(|error| refusal(verifier, error))?;
-    // NOTE: an oidc-backchannel request has nothing to check before the
-    // keys, so while no key set has loaded yet, each request starts a fetch
-    // unless one is already in progress.
+    // An oidc-backchannel request has nothing to check before the keys. While
+    // no key set has loaded, the cache tries at most one fetch per
+    // `FIRST_LOAD_RETRY`, whatever the request rate.
     let Some(cache) = &source.jwks else {
         return Err(keys_unavailable("no key set is configured for this source"));
     };
