@@ -103,6 +103,8 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let writer = Writer {
             conn,
+            synchronous_full: options.synchronous_full,
+            synchronous_is_full: options.synchronous_full,
             commands: receiver,
             counters: Arc::clone(&counters),
             path: options.path.display().to_string(),
