@@ -96,11 +96,19 @@ impl Writer {
             match command {
                 Command::Ingest { events, reply } => {
                     let mut group = vec![(events, reply)];
-                    // Take every ingest already queued. The first other command
-                    // ends the group and runs after it, which keeps callers' order.
+                    // Take every ingest already queued. Other operations queued
+                    // between them (delivery's claims and finished attempts) run
+                    // right after the group's commit instead of splitting the
+                    // group, so a busy delivery does not cost ingest its group
+                    // commit. Each caller waits for its own reply, and the
+                    // other operations keep their order among themselves.
+                    let mut deferred: Vec<Job> = Vec::new();
                     while group.len() < MAX_GROUP_CALLS {
                         match self.commands.try_recv() {
                             Ok(Command::Ingest { events, reply }) => group.push((events, reply)),
+                            Ok(Command::Run(job)) if deferred.len() < MAX_GROUP_CALLS => {
+                                deferred.push(job)
+                            }
                             Ok(other) => {
                                 carried = Some(other);
                                 break;
@@ -117,6 +125,10 @@ impl Writer {
                                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
                             }
                         }
+                    }
+                    for job in deferred {
+                        let _ = self.set_synchronous(false);
+                        job(&mut self.conn);
                     }
                 }
                 Command::Run(job) => {
