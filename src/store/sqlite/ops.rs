@@ -131,16 +131,21 @@ fn claimed_job_from_row(row: &Row<'_>) -> rusqlite::Result<ClaimedJob> {
     })
 }
 
+/// Runs a statement from the connection's statement cache, so the SQL of
+/// delivery's frequent statements is parsed once.
+fn run(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 /// Returns the earliest time at which a pending job is due and unleased.
 pub(super) fn next_due(conn: &Connection) -> rusqlite::Result<Option<Millis>> {
     // Two-argument MAX() is SQLite's scalar maximum. MIN() aggregates over jobs
     // and is NULL when no job is pending.
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))
          FROM jobs WHERE state = 'pending'",
-        [],
-        |row| row.get(0),
-    )
+    )?
+    .query_row([], |row| row.get(0))
 }
 
 /// Records the attempt, clears the lease and applies the disposition.
@@ -152,18 +157,16 @@ pub(super) fn finish_attempt(
     disposition: &Disposition,
 ) -> rusqlite::Result<bool> {
     let found: Option<(u32, String)> = conn
-        .query_row(
-            "SELECT attempts, state FROM jobs WHERE id = ?1",
-            [job_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT attempts, state FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let Some((attempts, state)) = found else {
         return Ok(false);
     };
     let number = attempts + 1;
 
-    conn.execute(
+    run(
+        conn,
         "INSERT INTO attempts (job_id, number, started_at, finished_at, status, error_type, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -187,7 +190,8 @@ pub(super) fn finish_attempt(
             attempt = number,
             "recorded an attempt for a job that was already finished; its state is unchanged"
         );
-        conn.execute(
+        run(
+            conn,
             "UPDATE jobs SET attempts = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
             params![job_id, number],
         )?;
@@ -195,13 +199,15 @@ pub(super) fn finish_attempt(
     }
 
     match disposition {
-        Disposition::Done { note } => conn.execute(
+        Disposition::Done { note } => run(
+            conn,
             "UPDATE jobs SET attempts = ?2, lease_owner = NULL, lease_until = NULL,
                              state = 'done', note = ?3, finished_at = ?4
              WHERE id = ?1",
             params![job_id, number, note, attempt.finished_at],
         )?,
-        Disposition::Dead => conn.execute(
+        Disposition::Dead => run(
+            conn,
             "UPDATE jobs SET attempts = ?2, lease_owner = NULL, lease_until = NULL,
                              state = 'dead', last_error_type = ?3, last_error = ?4,
                              finished_at = ?5
@@ -214,7 +220,8 @@ pub(super) fn finish_attempt(
                 attempt.finished_at
             ],
         )?,
-        Disposition::Retry { at } => conn.execute(
+        Disposition::Retry { at } => run(
+            conn,
             "UPDATE jobs SET attempts = ?2, lease_owner = NULL, lease_until = NULL,
                              next_attempt_at = ?3, last_error_type = ?4, last_error = ?5
              WHERE id = ?1",
@@ -226,7 +233,8 @@ pub(super) fn finish_attempt(
 
 /// Clears the lease of every pending job leased to `owner`.
 pub(super) fn release(conn: &Connection, owner: &str) -> rusqlite::Result<usize> {
-    conn.execute(
+    run(
+        conn,
         "UPDATE jobs SET lease_owner = NULL, lease_until = NULL
          WHERE state = 'pending' AND lease_owner = ?1",
         [owner],
@@ -240,7 +248,8 @@ pub(super) fn record_status_change(
     status: bool,
     at: Millis,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    run(
+        conn,
         "INSERT INTO status_changes (target, user, status, at) VALUES (?1, ?2, ?3, ?4)",
         params![target, user, status, at],
     )?;
@@ -253,11 +262,10 @@ pub(super) fn status_changed_since(
     status: bool,
     since: Millis,
 ) -> rusqlite::Result<bool> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM status_changes WHERE user = ?1 AND status = ?2 AND at >= ?3)",
-        params![user, status, since],
-        |row| row.get(0),
-    )
+    )?
+    .query_row(params![user, status, since], |row| row.get(0))
 }
 
 /// Deletes events received before `before` that have no pending job (their
