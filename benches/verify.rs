@@ -44,7 +44,7 @@ fn body(size: usize) -> Vec<u8> {
     let pad = size - open.len() - 2;
     let mut text = String::with_capacity(size);
     text.push_str(open);
-    text.extend(std::iter::repeat('a').take(pad));
+    text.extend(std::iter::repeat_n('a', pad));
     text.push_str("\"}");
     text.into_bytes()
 }

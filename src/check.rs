@@ -148,7 +148,11 @@ async fn check_webhooks(config: &Config, client: &AppwriteClient) -> bool {
     }
     let (webhooks, total) = match client.list_webhooks().await {
         Ok(list) => list,
-        Err(CallError::Api { status: 401, .. }) => {
+        Err(CallError::Api {
+            status: 401,
+            error_type,
+            ..
+        }) if error_type == "general_unauthorized_scope" => {
             println!("  webhooks: not checked (the key lacks webhooks.read; add it to watch the webhook's state)");
             return true;
         }

@@ -356,7 +356,7 @@ fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
             line.push_str(cell);
             let padding = width.saturating_sub(cell.chars().count());
-            line.extend(std::iter::repeat(' ').take(padding));
+            line.extend(std::iter::repeat_n(' ', padding));
         }
         text.push_str(line.trim_end());
         text.push('\n');

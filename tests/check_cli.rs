@@ -158,6 +158,15 @@ async fn targets_probe_names_missing_scope_and_bad_endpoint() {
 
     let without_v1 = simulator.endpoint().trim_end_matches("/v1").to_string();
     let config = write_config(dir.path(), &without_v1);
+    let output = run_check(&config, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("targets.main.endpoint"), "{error}");
+    assert!(error.contains("does not end in /v1"), "{error}");
+
+    // An endpoint that ends in /v1 but is not Appwrite's API.
+    let elsewhere = format!("{without_v1}/api/v1");
+    let config = write_config(dir.path(), &elsewhere);
     let output = run_check(&config, &["--targets"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(

@@ -148,6 +148,11 @@ fn build(raw: raw::RawConfig, env: &dyn Environment) -> Result<Config, String> {
                 "{key}.endpoint: `{endpoint}` is not an http(s) URL: use e.g. https://cloud.appwrite.io/v1"
             ));
         }
+        if !endpoint.ends_with("/v1") {
+            return Err(format!(
+                "{key}.endpoint: `{endpoint}` does not end in /v1: Appwrite's API is under /v1, e.g. https://cloud.appwrite.io/v1"
+            ));
+        }
         if target.project.is_empty() {
             return Err(format!(
                 "{key}.project is empty: set the Appwrite project id"

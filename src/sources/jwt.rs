@@ -378,12 +378,11 @@ pub(crate) fn key_fits(jwk: &Jwk, algorithm: Algorithm) -> bool {
         .common
         .key_operations
         .as_ref()
-        .map_or(true, |operations| {
-            operations.contains(&KeyOperations::Verify)
-        });
-    let algorithm_fits = jwk.common.key_algorithm.map_or(true, |key_algorithm| {
-        key_algorithm_is(key_algorithm, algorithm)
-    });
+        .is_none_or(|operations| operations.contains(&KeyOperations::Verify));
+    let algorithm_fits = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|key_algorithm| key_algorithm_is(key_algorithm, algorithm));
     use_fits && operations_fit && algorithm_fits && key_type_fits(&jwk.algorithm, algorithm)
 }
 
