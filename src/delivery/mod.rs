@@ -218,40 +218,29 @@ impl Delivery {
         let finished_at = now_millis();
         let attempts = job.attempts + 1;
 
+        let attempt = |failure: Option<&Failure>| Attempt {
+            started_at,
+            finished_at,
+            status: failure.and_then(|failure| failure.status),
+            error_type: failure.map(|failure| failure.error_type.clone()),
+            error: failure.map(|failure| failure.message.clone()),
+        };
         let (disposition, attempt) = match &result {
             RunResult::Done { note } => (
                 Disposition::Done {
                     note: note.map(str::to_string),
                 },
-                Attempt {
-                    started_at,
-                    finished_at,
-                    status: None,
-                    error_type: None,
-                    error: None,
-                },
+                attempt(None),
             ),
             RunResult::DryRun => (
                 Disposition::Done {
                     note: Some("dry_run".into()),
                 },
-                Attempt {
-                    started_at,
-                    finished_at,
-                    status: None,
-                    error_type: None,
-                    error: None,
-                },
+                attempt(None),
             ),
             RunResult::Failed(failure) => (
                 self.failure_disposition(&job, attempts, failure, finished_at),
-                Attempt {
-                    started_at,
-                    finished_at,
-                    status: failure.status,
-                    error_type: Some(failure.error_type.clone()),
-                    error: Some(failure.message.clone()),
-                },
+                attempt(Some(failure)),
             ),
         };
 

@@ -50,15 +50,7 @@ impl Auth0Source {
 
     /// Compares `Authorization` with every accepted value, in constant time.
     pub fn verify(&self, req: &Inbound) -> Result<(), Rejection> {
-        let value = req
-            .headers
-            .header(AUTHORIZATION_HEADER)
-            .ok_or(Rejection::Unauthorized("missing authorization header"))?;
-        if self.accepted.matches(value) {
-            Ok(())
-        } else {
-            Err(Rejection::Unauthorized("authorization mismatch"))
-        }
+        self.accepted.verify_header(req, AUTHORIZATION_HEADER)
     }
 
     /// Decodes a verified request into one event per log entry, in order.

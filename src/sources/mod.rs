@@ -215,6 +215,19 @@ impl SharedHeaderValues {
         Ok(Self { digests })
     }
 
+    /// Checks that header `name` is present and equals an accepted value.
+    pub(crate) fn verify_header(&self, req: &Inbound, name: &str) -> Result<(), Rejection> {
+        let value = req
+            .headers
+            .header(name)
+            .ok_or(Rejection::Unauthorized("missing authorization header"))?;
+        if self.matches(value) {
+            Ok(())
+        } else {
+            Err(Rejection::Unauthorized("authorization mismatch"))
+        }
+    }
+
     /// Returns true when `value`, with surrounding ASCII whitespace trimmed,
     /// equals any accepted value. Every digest is compared, so the time taken
     /// does not depend on which one matched.
