@@ -17,7 +17,7 @@ impl Environment for BenchEnv {
 
 const RULE_COUNT: usize = 100;
 
-/// A config with 100 rules on one Appwrite source: 99 on event names the
+/// Builds a config with 100 rules on one Appwrite source: 99 on event names the
 /// benchmark event does not carry, and the last on its password change.
 fn config_text() -> String {
     let mut text = String::from(

@@ -38,7 +38,7 @@ fn header(name: &str, value: impl Into<String>) -> (String, String) {
     (name.to_owned(), value.into())
 }
 
-/// A JSON object with a `type` field, padded to exactly `size` bytes.
+/// Builds a JSON object with a `type` field, padded to exactly `size` bytes.
 fn body(size: usize) -> Vec<u8> {
     let open = r#"{"type":"user.updated","data":{"id":"6650c1f2a7b3e9d4c021"},"pad":""#;
     let pad = size - open.len() - 2;

@@ -121,7 +121,7 @@ struct IdOnly {
     id: String,
 }
 
-/// `GET /users` answers with full User models, which carry password hashes:
+/// `GET /users` returns full User models, which carry password hashes:
 /// only the ids are read, and the rest is dropped unparsed.
 #[derive(Deserialize)]
 struct UserList {
@@ -304,7 +304,7 @@ impl AppwriteClient {
     }
 }
 
-/// An Appwrite 1.9 query string: the JSON form the official SDKs send.
+/// Builds an Appwrite 1.9 `equal` query in the JSON form the official SDKs send.
 fn equal_query(attribute: &str, value: &str) -> String {
     serde_json::json!({ "method": "equal", "attribute": attribute, "values": [value] }).to_string()
 }

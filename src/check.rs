@@ -197,7 +197,7 @@ async fn check_webhooks(config: &Config, client: &AppwriteClient) -> bool {
     healthy
 }
 
-/// The first line of Appwrite's failure note, cut to 200 characters.
+/// Returns the first line of Appwrite's failure note, cut to 200 characters.
 fn first_line(text: &str) -> String {
     text.lines()
         .next()

@@ -2,7 +2,7 @@
 //!
 //! A request flows through the modules in this order:
 //!
-//! - [`http`] receives `POST /hooks/{source}`, enforces limits, and answers
+//! - [`http`] receives `POST /hooks/{source}`, enforces limits, and responds
 //!   2xx only after the store committed.
 //! - [`sources`] verifies the request on its raw bytes, then decodes events.
 //!   The JWT kinds check tokens against keys that [`jwks`] loads and caches.

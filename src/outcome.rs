@@ -28,7 +28,7 @@ pub struct Outcome<'a> {
 
 pub fn log(outcome: &Outcome) {
     let job = outcome.job;
-    // For a lookup by email or identity, the line also says what was looked up.
+    // For a lookup by email or identity, the line also names what was looked up.
     let lookup = (job.user_kind != "id").then(|| format!("{} {}", job.user_kind, job.user));
     // Optional fields are recorded only when set, so a line has no empty keys.
     tracing::info!(

@@ -15,7 +15,7 @@ pub fn appwrite_signature(key: &str, signed_url: &str, body: &[u8]) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// A Standard Webhooks `v1,<base64>` signature: HMAC-SHA256 keyed with the
+/// Computes a Standard Webhooks `v1,<base64>` signature: HMAC-SHA256 keyed with the
 /// base64-decoded secret (after `whsec_`), over `id.timestamp.body`.
 ///
 /// Panics if the secret is not base64: callers pass their own test secrets.
@@ -31,7 +31,7 @@ pub fn standard_webhooks_signature(secret: &str, id: &str, timestamp: i64, body:
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-/// A compact JWS signed with Ed25519 (`alg` `EdDSA`), as an identity
+/// Builds a compact JWS signed with Ed25519 (`alg` `EdDSA`), as an identity
 /// provider signs a logout token or a Security Event Token.
 pub fn ed25519_jwt(seed: &[u8; 32], kid: &str, typ: &str, claims: &serde_json::Value) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -51,7 +51,7 @@ pub fn ed25519_jwt(seed: &[u8; 32], kid: &str, typ: &str, claims: &serde_json::V
     )
 }
 
-/// The public JWK of the Ed25519 key made from `seed`, for a JWK set.
+/// Returns the public JWK of the Ed25519 key made from `seed`, for a JWK set.
 pub fn ed25519_jwk(seed: &[u8; 32], kid: &str) -> serde_json::Value {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

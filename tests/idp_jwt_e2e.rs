@@ -541,8 +541,8 @@ async fn backchannel_logout_jwks_unreachable() {
         &claims_from(LOGOUT_CLAIMS, "bcl-down-1"),
     );
 
-    // No key set was ever loaded, so the token cannot be checked yet: 503
-    // tells the provider to retry instead of dropping the logout.
+    // No key set was ever loaded, so the token cannot be checked yet. A 503
+    // makes the provider retry instead of dropping the logout.
     let response = post_logout(&app, "logout", FORM, &token).await;
     assert_eq!(response.status, 503);
     assert_eq!(response.retry_after.as_deref(), Some("30"));

@@ -19,10 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const GRACE: Duration = Duration::from_secs(3);
 /// Time allowed beyond the grace for what follows it: releasing leases,
 /// closing the store and the process exit. It is below the one second that
-/// actix-web's server takes to notice its last connection closed (actix-server
-/// 2.10 checks its connections every second while it shuts down), so a stop
-/// that drains the server and then the workers, one grace after the other,
-/// fails the test.
+/// actix-web's server takes to notice its last connection closed, because
+/// actix-server 2.10 checks its connections every second while it shuts down.
+/// So a stop that drains the server and then the workers, one grace after the
+/// other, fails the test.
 const EXIT_MARGIN: Duration = Duration::from_millis(800);
 const STREAM_USERS: usize = 40;
 

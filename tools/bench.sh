@@ -15,7 +15,7 @@
 # 5. 2xx-to-call latency at 1,000 events/s.
 # 6. The Appwrite simulator alone, to show it is not the bottleneck.
 #
-# Every run is bounded by DURATION and by a request count; revokd stops
+# Every run is bounded by DURATION and by a request count. revokd stops
 # after each run, and the baseline and simulator stop by themselves after
 # 15 minutes at the latest.
 set -euo pipefail

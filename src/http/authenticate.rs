@@ -1,5 +1,5 @@
 //! The authenticate-and-decode step of `POST /hooks/{source}`, with the
-//! error responses each kind's specification asks for.
+//! error responses that each kind's specification defines.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -34,8 +34,8 @@ impl Refusal {
 /// Verifies the request and decodes its events. For the JWT kinds the
 /// checks that need no keys run first: an `ssf` caller without the stream's
 /// `Authorization` value gets 400 and causes no JWKS fetch. Then the issuer's
-/// keys are loaded, and a token signed by an unknown key causes one reload
-/// (at most once a minute per source) before it is refused.
+/// keys are loaded. A token signed by an unknown key causes one reload, which
+/// the key cache allows at most once a minute per source, before it is rejected.
 pub(super) async fn events(
     source: &SourceConfig,
     inbound: &Inbound<'_>,

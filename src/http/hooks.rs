@@ -277,7 +277,7 @@ pub async fn challenge(
     };
     match okta.verification_response(&inbound) {
         Ok(body) => {
-            tracing::info!(target: REQUEST_LOG, source = %source_name, "answered the Okta verification challenge");
+            tracing::info!(target: REQUEST_LOG, source = %source_name, "returned the Okta verification challenge");
             HttpResponse::Ok().json(body)
         }
         Err(Rejection::Unauthorized(reason)) => {

@@ -1,7 +1,7 @@
 //! The HTTP interface: `POST /hooks/{source}`, `GET /healthz`, `GET /readyz`.
 //!
 //! The server is built from a bound listener, so tests can bind port 0.
-//! No route ever answers with a redirect: Appwrite counts a 3xx as delivered.
+//! No route ever responds with a redirect: Appwrite counts a 3xx as delivered.
 
 mod authenticate;
 mod client_ip;
@@ -23,7 +23,7 @@ use crate::store::Store;
 
 use self::rejections::{spawn_flush_task, RejectionLog};
 
-/// What every request handler shares.
+/// The state shared by every request handler.
 pub struct AppState {
     pub sources: BTreeMap<String, Arc<SourceConfig>>,
     pub rules: RuleSet,

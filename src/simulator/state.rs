@@ -20,7 +20,7 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// Request body, with invalid UTF-8 replaced by U+FFFD.
     pub body: String,
-    /// status the simulator answered (0 when the connection was dropped).
+    /// Status the simulator responded with (0 when the connection was dropped).
     /// It is also 0 while the request is still being handled.
     pub status: u16,
     /// Unix ms when received
@@ -40,7 +40,7 @@ impl RecordedRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
-    /// Answer with this status and an Appwrite error JSON (`type` e.g. "general_server_error");
+    /// Responds with this status and an Appwrite error JSON (`type` e.g. "general_server_error");
     /// `json: false` sends a plain-text body instead (like a proxy's 502).
     Status {
         status: u16,

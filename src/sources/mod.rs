@@ -44,7 +44,7 @@ impl HeaderLookup for Vec<(String, String)> {
     }
 }
 
-/// One inbound request as a verifier sees it.
+/// One inbound request, as a verifier reads it.
 pub struct Inbound<'a> {
     pub headers: &'a dyn HeaderLookup,
     /// The body exactly as received.
@@ -60,13 +60,13 @@ pub struct DecodedEvent {
     pub delivery_key: String,
     /// Event type names. Appwrite sends a set of names; other kinds send one.
     pub types: Vec<String>,
-    /// What rules address with JSON Pointers.
+    /// The document that rules address with JSON Pointers.
     pub payload: Value,
-    /// When the sender says the event happened, in Unix milliseconds.
+    /// The time the sender gives for the event, in Unix milliseconds.
     pub occurred_at: Option<i64>,
 }
 
-/// Why a request was not accepted. The reason is logged, never sent to the caller.
+/// The reason a request was rejected. It is logged, never sent to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Authentication failed: HTTP 401.
@@ -183,7 +183,7 @@ pub(crate) struct SharedHeaderValues {
 
 impl SharedHeaderValues {
     /// Builds the accepted set. `kind` names the source kind in messages, and
-    /// `hint` says where the value is configured at the sender.
+    /// `hint` names where the value is configured at the sender.
     ///
     /// Errors when the list is empty, or a secret is empty or has leading or
     /// trailing whitespace, which HTTP strips from header values so that it

@@ -20,7 +20,7 @@ pub enum Verifier {
     Ssf(ssf::SsfSource),
 }
 
-/// Why a request was not accepted, in the terms of its kind.
+/// The reason a request was rejected, in the terms of its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceError {
     /// A shared-secret or HMAC kind rejected it.
@@ -30,7 +30,7 @@ pub enum SourceError {
 }
 
 impl Verifier {
-    /// The kind's name as written in the config.
+    /// Returns the kind's name as written in the config.
     pub fn kind(&self) -> &'static str {
         match self {
             Verifier::Appwrite(_) => "appwrite",
@@ -44,12 +44,12 @@ impl Verifier {
         }
     }
 
-    /// Whether requests carry a JWT checked against the issuer's key set.
+    /// Returns whether requests carry a JWT checked against the issuer's key set.
     pub fn needs_keys(&self) -> bool {
         matches!(self, Verifier::OidcBackchannel(_) | Verifier::Ssf(_))
     }
 
-    /// Whether the kind takes a body of this `Content-Type`. Parameters such
+    /// Returns whether the kind takes a body of this `Content-Type`. Parameters such
     /// as `charset` are ignored, and a missing header is taken as the kind's
     /// own type.
     pub fn accepts_content_type(&self, content_type: Option<&str>) -> bool {

@@ -1,9 +1,9 @@
 //! Durable storage of events, jobs and attempts.
 //!
 //! The HTTP layer commits an event and its jobs in one transaction before it
-//! acknowledges the request; the delivery workers claim due jobs under a lease
-//! and record every attempt. Bodies are never stored: Appwrite user payloads
-//! carry password hashes.
+//! acknowledges the request. The delivery workers claim due jobs under a lease
+//! and record every attempt. Bodies are never stored, because Appwrite user
+//! payloads carry password hashes.
 
 pub mod sqlite;
 
@@ -24,7 +24,7 @@ pub struct NewEvent {
     pub types: Vec<String>,
     pub received_at: Millis,
     pub occurred_at: Option<Millis>,
-    /// Why no job was made, when `jobs` is empty.
+    /// The reason no job was made, when `jobs` is empty.
     pub ignored_reason: Option<String>,
     pub jobs: Vec<NewJob>,
 }
@@ -36,7 +36,7 @@ pub struct NewJob {
     pub rule: String,
     pub action: String,
     pub target: String,
-    /// How `user` names the user: `id` today, later `email` or `identity`.
+    /// The form of `user`: `id`, `email`, `identity` or `identity:<provider>`.
     pub user_kind: String,
     pub user: String,
     pub session_id: Option<String>,
@@ -45,7 +45,7 @@ pub struct NewJob {
     pub dry_run: bool,
 }
 
-/// What happened to one event of a committed batch.
+/// The result for one event of a committed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
     /// Stored, with this many jobs (zero means recorded as ignored).
@@ -107,7 +107,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// How a claimed job leaves the worker.
+/// The next state of a claimed job when its worker is done with it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Disposition {
     /// Finished successfully, with an optional note such as `user_not_found`.
@@ -169,7 +169,7 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
     ) -> Result<(), StoreError>;
 
-    /// Whether revokd set `user`'s status to `status` on any target at or after `since`.
+    /// Checks whether revokd set `user`'s status to `status` on any target at or after `since`.
     async fn status_changed_since(
         &self,
         user: &str,

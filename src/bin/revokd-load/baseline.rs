@@ -1,5 +1,5 @@
 //! The baseline: a bare actix-web server with revokd's routes and worker
-//! count, which reads each hook body and answers 200 without verifying or
+//! count, which reads each hook body and responds 200 without verifying or
 //! storing anything. It is the upper bound for revokd on the same machine.
 
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@ pub const STANDARD_WEBHOOKS_SECRET: &str = "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFh
 pub const PROJECT: &str = "bench";
 pub const API_KEY: &str = "bench-api-key-0123456789abcdef";
 
-/// What the generator sends.
+/// The kind of events the generator sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {

@@ -49,7 +49,7 @@ pub struct Ack {
     pub unix_micros: i64,
 }
 
-/// What one run measured, merged over its connections.
+/// The measurements of one run, merged over its connections.
 pub struct LoadResult {
     pub elapsed: Duration,
     /// Latency in microseconds of every request that got a response. In open

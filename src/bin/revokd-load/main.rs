@@ -41,7 +41,7 @@ enum CommandKind {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// Serves the baseline: revokd's routes, answering 200 after reading the body.
+    /// Serves the baseline: revokd's routes, responding 200 after reading the body.
     Baseline {
         /// Address to listen on; must be a loopback address.
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -113,7 +113,7 @@ struct LoadArgs {
     json: Option<PathBuf>,
 }
 
-/// Longest run the generator accepts, in seconds.
+/// Maximum run length the generator accepts, in seconds.
 const MAX_DURATION_SECS: f64 = 3600.0;
 
 impl LoadArgs {
