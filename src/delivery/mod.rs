@@ -172,7 +172,9 @@ impl Delivery {
             if claimed_any && slots.available_permits() > 0 {
                 continue;
             }
-            let wait = self.idle_wait(now, free == 0).await;
+            // With every slot taken, the next turn comes when a job ends or
+            // new events arrive, so the due time is not needed.
+            let wait = self.idle_wait(now, slots.available_permits() == 0).await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}

@@ -60,7 +60,8 @@ enum CommandKind {
         /// The revokd binary to start.
         #[arg(long, default_value = "target/release/revokd")]
         binary: PathBuf,
-        /// Directory for the config, the SQLite file and revokd's log.
+        /// Directory for the config, the SQLite file and revokd's log. A
+        /// store left there by an earlier run is deleted first.
         #[arg(long)]
         workdir: PathBuf,
         /// `store.sqlite_synchronous`: full (the default) or normal.

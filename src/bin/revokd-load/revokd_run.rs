@@ -90,6 +90,18 @@ pub async fn run(settings: RevokdRun) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&settings.workdir)
         .with_context(|| format!("cannot create {}", settings.workdir.display()))?;
+    // Every run starts on an empty store, because a backlog left by an
+    // earlier run would slow this one down.
+    for name in ["revokd.db", "revokd.db-wal", "revokd.db-shm"] {
+        let path = settings.workdir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot remove {}", path.display()))
+            }
+        }
+    }
 
     let simulator = Simulator::start("127.0.0.1:0".parse().expect("valid address"))
         .await

@@ -137,15 +137,33 @@ fn run(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite:
     conn.prepare_cached(sql)?.execute(params)
 }
 
+/// Query for the earliest due time of a pending job without a live lease.
+const NEXT_UNLEASED: &str = "SELECT next_attempt_at FROM jobs
+     WHERE state = 'pending' AND (lease_until IS NULL OR lease_until <= next_attempt_at)
+     ORDER BY next_attempt_at LIMIT 1";
+
+/// Query for the earliest lease end of a pending job.
+const NEXT_LEASE_END: &str = "SELECT MIN(lease_until) FROM jobs INDEXED BY jobs_lease_owner
+     WHERE lease_owner IS NOT NULL AND state = 'pending' AND lease_until > next_attempt_at";
+
 /// Returns the earliest time at which a pending job is due and unleased.
+///
+/// Two index lookups instead of one aggregate over every pending job, which
+/// took 17 ms with a backlog of 55,000 jobs and ran on every idle turn of
+/// delivery. The first walks `jobs_due` in due order past the few leased
+/// jobs; the second reads the leased jobs through `jobs_lease_owner`.
 pub(super) fn next_due(conn: &Connection) -> rusqlite::Result<Option<Millis>> {
-    // Two-argument MAX() is SQLite's scalar maximum. MIN() aggregates over jobs
-    // and is NULL when no job is pending.
-    conn.prepare_cached(
-        "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))
-         FROM jobs WHERE state = 'pending'",
-    )?
-    .query_row([], |row| row.get(0))
+    let unleased: Option<Millis> = conn
+        .prepare_cached(NEXT_UNLEASED)?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    let lease_ends: Option<Millis> = conn
+        .prepare_cached(NEXT_LEASE_END)?
+        .query_row([], |row| row.get(0))?;
+    Ok(match (unleased, lease_ends) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Records the attempt, clears the lease and applies the disposition.
@@ -394,5 +412,70 @@ pub(super) fn job_state_from_column(row: &Row<'_>, index: usize) -> rusqlite::Re
             Type::Text,
             format!("invalid job state {text:?}").into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::store::sqlite::schema::{open_connection, OpenMode};
+
+    /// Runs `sql` once and returns its first column and the number of
+    /// virtual machine steps SQLite took, a measure of the rows it read.
+    fn steps(conn: &Connection, sql: &str) -> (Option<Millis>, i32) {
+        let mut statement = conn.prepare(sql).unwrap();
+        let value = statement
+            .query_row([], |row| row.get(0))
+            .optional()
+            .unwrap()
+            .flatten();
+        (value, statement.get_status(StatementStatus::VmStep))
+    }
+
+    /// `next_due` runs whenever delivery goes idle, so its cost must not grow
+    /// with the backlog. An aggregate over 2,000 pending jobs took 22,008
+    /// steps, while the two index lookups take a few dozen.
+    #[test]
+    fn next_due_large_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_connection(&dir.path().join("due.db"), true, OpenMode::Create).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, source, delivery_key, types, received_at)
+             VALUES ('e', 's', 'k', '[]', 0)",
+            [],
+        )
+        .unwrap();
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO jobs (id, event_id, rule, action, target, user_kind, user,
+                                   event_type, dry_run, state, next_attempt_at,
+                                   lease_owner, lease_until)
+                 VALUES (?1, 'e', 'r', 'delete_sessions', 't', 'id', 'u', 'x', 0, 'pending',
+                         ?2, ?3, ?4)",
+            )
+            .unwrap();
+        for n in 0..2_000_i64 {
+            // The three oldest jobs are leased until 9,000.
+            let (owner, until) = if n < 3 {
+                (Some("worker"), Some(9_000_i64))
+            } else {
+                (None, None)
+            };
+            insert
+                .execute(params![format!("j{n:05}"), 1_000 + n, owner, until])
+                .unwrap();
+        }
+
+        let (unleased, unleased_steps) = steps(&conn, NEXT_UNLEASED);
+        assert_eq!(unleased, Some(1_003));
+        let (lease_end, lease_steps) = steps(&conn, NEXT_LEASE_END);
+        assert_eq!(lease_end, Some(9_000));
+        assert!(
+            unleased_steps + lease_steps < 500,
+            "next_due took {unleased_steps} + {lease_steps} steps for 2,000 pending jobs"
+        );
+        assert_eq!(next_due(&conn).unwrap(), Some(1_003));
     }
 }
