@@ -570,6 +570,63 @@ async fn finish_attempt_retry_then_done() {
     assert_eq!(counts.done, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finish_attempts_commit_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    let jobs = 100;
+    let events = (0..jobs)
+        .map(|n| event(&format!("ev{n:03}"), &format!("key{n:03}"), 1000, 1))
+        .collect();
+    store.ingest(events).await.unwrap();
+    let claimed = store.claim_due(1000, jobs, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), jobs);
+
+    // A second connection holds the write lock, so the calls queue up behind
+    // the first one. The unknown id in the middle fails alone.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..=jobs {
+        let store = Arc::clone(&store);
+        let job_id = match n.cmp(&(jobs / 2)) {
+            std::cmp::Ordering::Less => format!("ev{n:03}-job0"),
+            std::cmp::Ordering::Equal => "no-such-job".to_owned(),
+            std::cmp::Ordering::Greater => format!("ev{:03}-job0", n - 1),
+        };
+        tasks.push(tokio::spawn(async move {
+            let disposition = Disposition::Done { note: None };
+            store
+                .finish_attempt(&job_id, attempt(1010, Some(204), None), disposition)
+                .await
+        }));
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+
+    for (n, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if n == jobs / 2 {
+            assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+        } else {
+            assert!(result.is_ok(), "call {n}: {result:?}");
+        }
+    }
+    let stats = store.group_commit_stats();
+    assert_eq!(stats.finish_calls, jobs as u64 + 1);
+    // Expected: one transaction for the call that waited on the lock and one
+    // for the calls queued behind it.
+    assert!(stats.finish_transactions <= 5, "{stats:?}");
+
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!(counts.done, jobs as u64);
+    assert_eq!(counts.pending, 0);
+}
+
 #[tokio::test]
 async fn finish_attempt_dead() {
     let (_dir, store) = temp_store();

@@ -33,7 +33,7 @@ use super::{
 };
 use operator::RetryOutcome;
 use schema::OpenMode;
-use writer::{Command, Counters, Writer};
+use writer::{Command, Counters, Finish, Writer};
 
 pub use writer::MAX_GROUP_CALLS;
 
@@ -62,12 +62,14 @@ impl SqliteOptions {
 }
 
 /// Counts of committed ingest transactions and the `ingest` calls they
-/// contained, since the store was opened. Calls per transaction above one
-/// show group commit at work.
+/// contained, since the store was opened, and the same for `finish_attempt`.
+/// Calls per transaction above one show group commit at work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupCommitStats {
     pub transactions: u64,
     pub calls: u64,
+    pub finish_transactions: u64,
+    pub finish_calls: u64,
 }
 
 /// The SQLite store. See the module documentation for its threading model.
@@ -183,6 +185,8 @@ impl SqliteStore {
         GroupCommitStats {
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             calls: self.counters.calls.load(Ordering::Relaxed),
+            finish_transactions: self.counters.finish_transactions.load(Ordering::Relaxed),
+            finish_calls: self.counters.finish_calls.load(Ordering::Relaxed),
         }
     }
 
@@ -297,11 +301,15 @@ impl Store for SqliteStore {
         attempt: Attempt,
         disposition: Disposition,
     ) -> Result<(), StoreError> {
-        let id = job_id.to_owned();
+        let (reply, response) = oneshot::channel();
+        let finish = Finish {
+            job_id: job_id.to_owned(),
+            attempt,
+            disposition,
+            reply,
+        };
         let found = self
-            .run_in_transaction("finish attempt", move |conn| {
-                ops::finish_attempt(conn, &id, &attempt, &disposition)
-            })
+            .request("finish attempt", Command::Finish(finish), response)
             .await?;
         if found {
             Ok(())
