@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod secret;
+mod source_tables;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use crate::jwks::JwksCache;
 use crate::rules::{validate_pointer, Action, Pattern, Rule, RuleSet, UserRef};
 use crate::sources::Verifier;
+use secret::SecretResolver;
 pub use secret::{Environment, ProcessEnv, SecretRef};
 
 #[derive(Debug, Clone)]
@@ -130,15 +132,30 @@ impl Config {
     /// Parses and validates TOML text, resolving secrets from `env`.
     pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, String> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|err| err.to_string())?;
-        build(raw, env)
+        let sources = source_tables::parse_sources(text, &raw.sources)?;
+        build(raw, sources, text, env)
     }
 }
 
-fn build(raw: raw::RawConfig, env: &dyn Environment) -> Result<Config, String> {
+/// Returns the 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&byte| byte == b'\n').count() + 1
+}
+
+fn build(
+    raw: raw::RawConfig,
+    source_tables: BTreeMap<String, source_tables::SourceTable>,
+    text: &str,
+    env: &dyn Environment,
+) -> Result<Config, String> {
     let server = build_server(raw.server)?;
     let store = build_store(raw.store)?;
     let delivery = build_delivery(raw.delivery)?;
 
+    // A secret that cannot be read does not stop the build: `secrets` records
+    // it, and `finish` below reports all such secrets in one error.
+    let mut secrets = SecretResolver::new(env);
     let mut targets = BTreeMap::new();
     for (name, target) in raw.targets {
         let key = format!("targets.{name}");
@@ -158,10 +175,11 @@ fn build(raw: raw::RawConfig, env: &dyn Environment) -> Result<Config, String> {
                 "{key}.project is empty: set the Appwrite project id"
             ));
         }
-        let api_key = target
-            .api_key
-            .resolve(env)
-            .map_err(|err| format!("{key}.api_key: {err}"))?;
+        let api_key_line = line_of(text, target.api_key.span().start);
+        let api_key_with_line = format!("{key}.api_key (line {api_key_line})");
+        let Some(api_key) = secrets.resolve(&api_key_with_line, target.api_key.get_ref()) else {
+            continue;
+        };
         targets.insert(
             name.clone(),
             Target {
@@ -179,10 +197,12 @@ fn build(raw: raw::RawConfig, env: &dyn Environment) -> Result<Config, String> {
         crate::appwrite::http_client(delivery.request_timeout, delivery.connect_timeout)
             .map_err(|err| format!("cannot build the HTTP client for JWKS: {err}"))?;
     let mut sources = BTreeMap::new();
-    for (name, source) in raw.sources {
-        let built = sources::build_source(&name, source, env, &jwks_http)?;
-        sources.insert(name, Arc::new(built));
+    for (name, table) in source_tables {
+        if let Some(built) = sources::build_source(&name, table, &mut secrets, &jwks_http)? {
+            sources.insert(name, Arc::new(built));
+        }
     }
+    secrets.finish()?;
 
     let mut rules = Vec::new();
     for (index, rule) in raw.rules.into_iter().enumerate() {

@@ -1,10 +1,14 @@
 //! The config file's shape, with every default. Unknown keys are rejected.
+//!
+//! Source tables are read in two passes: [`RawSourceHeader`] takes only
+//! `kind`, and `source_tables` then reads the settings of that kind.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::secret::SecretRef;
 
@@ -20,7 +24,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
     #[serde(default)]
-    pub sources: BTreeMap<String, RawSource>,
+    pub sources: BTreeMap<String, Spanned<RawSourceHeader>>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
@@ -109,27 +113,46 @@ impl Default for RawDelivery {
 pub struct RawTarget {
     pub endpoint: String,
     pub project: String,
-    pub api_key: SecretRef,
+    pub api_key: Spanned<SecretRef>,
 }
 
+/// The `kind` of a `[sources.NAME]` table. Its other keys are read later,
+/// as the settings struct of that kind.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "kind", deny_unknown_fields)]
-pub enum RawSource {
+pub struct RawSourceHeader {
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SourceKind {
     #[serde(rename = "appwrite")]
-    Appwrite(RawAppwrite),
+    Appwrite,
     #[serde(rename = "standard-webhooks")]
-    StandardWebhooks(RawStandardWebhooks),
+    StandardWebhooks,
     #[serde(rename = "okta")]
-    Okta(RawOkta),
+    Okta,
     #[serde(rename = "auth0")]
-    Auth0(RawAuth0),
+    Auth0,
     #[serde(rename = "hmac")]
-    Hmac(RawHmac),
+    Hmac,
     #[serde(rename = "stripe-style")]
-    StripeStyle(RawStripeStyle),
+    StripeStyle,
     #[serde(rename = "oidc-backchannel")]
-    OidcBackchannel(RawOidcBackchannel),
+    OidcBackchannel,
     #[serde(rename = "ssf")]
+    Ssf,
+}
+
+/// The settings of one source, by kind.
+#[derive(Debug)]
+pub enum RawSource {
+    Appwrite(RawAppwrite),
+    StandardWebhooks(RawStandardWebhooks),
+    Okta(RawOkta),
+    Auth0(RawAuth0),
+    Hmac(RawHmac),
+    StripeStyle(RawStripeStyle),
+    OidcBackchannel(RawOidcBackchannel),
     Ssf(RawSsf),
 }
 

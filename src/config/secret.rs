@@ -48,7 +48,11 @@ impl SecretRef {
             })?,
             SecretRef::File(path) => {
                 let mut text = std::fs::read_to_string(path).map_err(|err| {
-                    format!("cannot read secret file {}: {err}", path.display())
+                    format!(
+                        "cannot read secret file {}: {err}: check the path and its permissions, \
+                         or use {{ env = \"VARIABLE\" }}",
+                        path.display()
+                    )
                 })?;
                 if text.ends_with('\n') {
                     text.pop();
@@ -63,6 +67,47 @@ impl SecretRef {
             return Err(format!("{self} is empty: set it to the secret's value"));
         }
         Ok(SecretString::from(value))
+    }
+}
+
+/// Resolves the secret references of a config file and collects every
+/// failure, so that one error lists all of them.
+pub(super) struct SecretResolver<'a> {
+    env: &'a dyn Environment,
+    failures: Vec<String>,
+}
+
+impl<'a> SecretResolver<'a> {
+    pub(super) fn new(env: &'a dyn Environment) -> Self {
+        SecretResolver {
+            env,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Reads the secret that config key `key` refers to. On failure, records
+    /// the key and the reason, and returns `None`.
+    pub(super) fn resolve(&mut self, key: &str, reference: &SecretRef) -> Option<SecretString> {
+        match reference.resolve(self.env) {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                self.failures.push(format!("{key}: {reason}"));
+                None
+            }
+        }
+    }
+
+    /// Returns one error that lists every failure recorded so far.
+    pub(super) fn finish(self) -> Result<(), String> {
+        match self.failures.as_slice() {
+            [] => Ok(()),
+            [failure] => Err(failure.clone()),
+            failures => Err(format!(
+                "{} secrets cannot be read:\n  {}",
+                failures.len(),
+                failures.join("\n  ")
+            )),
+        }
     }
 }
 

@@ -218,3 +218,133 @@ fn user_lookup_by_email_or_identity() {
         "{stray}"
     );
 }
+
+/// A `secrets` line whose variable `env()` sets, so that the tables below
+/// fail on another key.
+const SECRET: &str = "secrets = [{ env = \"APPWRITE_WEBHOOK_SECRET\" }]";
+
+#[test]
+fn appwrite_unknown_key_line() {
+    let err = error_of(&format!(
+        "[sources.hook]\nkind = \"appwrite\"\nsigned_url = \"https://x/y\"\n{SECRET}\ntolerance_seconds = 5\n"
+    ));
+    assert!(err.starts_with("sources.hook.tolerance_seconds: "), "{err}");
+    assert!(err.contains("at line 5, column 1"), "{err}");
+    assert!(err.contains("unknown field `tolerance_seconds`"), "{err}");
+    assert!(
+        err.contains("expected one of `signed_url`, `secrets`, `basic_auth`, `allow_ips`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn standard_webhooks_wrong_type_line() {
+    let err = error_of(&format!(
+        "[sources.clerk]\n{SECRET}\nkind = \"standard-webhooks\"\ntolerance_seconds = \"5m\"\n"
+    ));
+    assert!(
+        err.starts_with("sources.clerk.tolerance_seconds: "),
+        "{err}"
+    );
+    assert!(err.contains("at line 4, column 21"), "{err}");
+    assert!(err.contains("expected u64"), "{err}");
+}
+
+#[test]
+fn hmac_bad_values_name_key_and_line() {
+    let table =
+        format!("[sources.github]\nkind = \"hmac\"\nheader = \"X-Hub-Signature-256\"\n{SECRET}\n");
+    let pointer = error_of(&format!("{table}type_pointer = \"action\"\n"));
+    assert!(
+        pointer.starts_with("sources.github.type_pointer (line 5) "),
+        "{pointer}"
+    );
+    assert!(pointer.contains("not a JSON Pointer"), "{pointer}");
+
+    let algorithm = error_of(&format!("{table}\nalgorithm = \"md5\"\n"));
+    assert!(
+        algorithm.starts_with("sources.github.algorithm (line 6): "),
+        "{algorithm}"
+    );
+    assert!(algorithm.contains("`md5` is not supported"), "{algorithm}");
+
+    let header = error_of(&table.replace("X-Hub-Signature-256", "X-Sig: sha256"));
+    assert!(
+        header.starts_with("sources.github.header (line 3) "),
+        "{header}"
+    );
+
+    let wrong_type = error_of(&format!("{table}encoding = [\"hex\"]\n"));
+    assert!(
+        wrong_type.starts_with("sources.github.encoding: "),
+        "{wrong_type}"
+    );
+    assert!(wrong_type.contains("at line 5, column 12"), "{wrong_type}");
+}
+
+#[test]
+fn oidc_backchannel_errors_name_key_and_line() {
+    let table = "[sources.idp]\nkind = \"oidc-backchannel\"\nissuer = \"https://idp\"\naudience = \"revokd\"\n";
+    let url = error_of(&format!("{table}jwks_url = \"ftp://idp/jwks\"\n"));
+    assert!(url.starts_with("sources.idp.jwks_url (line 5): "), "{url}");
+    assert!(url.contains("not an http(s) URL"), "{url}");
+
+    let unknown = error_of(&format!(
+        "{table}jwks_url = \"https://idp/jwks\"\nmax_age = \"5m\"\n"
+    ));
+    assert!(unknown.starts_with("sources.idp.max_age: "), "{unknown}");
+    assert!(unknown.contains("at line 6, column 1"), "{unknown}");
+    assert!(unknown.contains("`max_age_seconds`"), "{unknown}");
+}
+
+#[test]
+fn source_missing_key_names_table() {
+    let err = error_of("[server]\nworkers = 1\n\n[sources.github]\nkind = \"hmac\"\n");
+    assert!(err.starts_with("sources.github: "), "{err}");
+    assert!(err.contains("at line 4, column 1"), "{err}");
+    assert!(err.contains("missing field `header`"), "{err}");
+}
+
+#[test]
+fn every_missing_secret_is_named() {
+    let text = EXAMPLE
+        .replace("APPWRITE_WEBHOOK_SECRET", "FIRST_NOT_SET")
+        .replace("CLERK_WEBHOOK_SECRET", "SECOND_NOT_SET");
+    let err = error_of(&text);
+    assert!(err.starts_with("2 secrets cannot be read:"), "{err}");
+    assert!(
+        err.contains("sources.appwrite.secrets[0] (line 40): "),
+        "{err}"
+    );
+    assert!(err.contains("FIRST_NOT_SET is not set: export it"), "{err}");
+    assert!(
+        err.contains("sources.clerk.secrets[0] (line 46): "),
+        "{err}"
+    );
+    assert!(
+        err.contains("SECOND_NOT_SET is not set: export it"),
+        "{err}"
+    );
+    assert!(!err.contains("standard_key"), "{err}");
+}
+
+#[test]
+fn missing_secrets_across_tables() {
+    let text = EXAMPLE.replace("APPWRITE_API_KEY", "KEY_NOT_SET").replace(
+        "secrets = [{ env = \"CLERK_WEBHOOK_SECRET\" }]",
+        "secrets = [{ env = \"CLERK_WEBHOOK_SECRET\" }, { file = \"/nonexistent/revokd-secret\" }]",
+    );
+    let err = error_of(&text);
+    assert!(err.starts_with("2 secrets cannot be read:"), "{err}");
+    assert!(err.contains("targets.main.api_key (line 35): "), "{err}");
+    assert!(err.contains("KEY_NOT_SET is not set"), "{err}");
+    assert!(
+        err.contains("sources.clerk.secrets[1] (line 46): "),
+        "{err}"
+    );
+    assert!(
+        err.contains("cannot read secret file /nonexistent/revokd-secret"),
+        "{err}"
+    );
+    assert!(!err.contains("whsec_"), "{err}");
+}
