@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 mod resolve;
@@ -164,16 +164,13 @@ impl Delivery {
             for job in claimed {
                 let permit = slots.clone().acquire_owned().await.expect("never closed");
                 let delivery = self.clone();
-                running.spawn(async move {
-                    delivery.process(job).await;
-                    drop(permit);
-                });
+                running.spawn(async move { delivery.process(job, permit).await });
             }
             if claimed_any && slots.available_permits() > 0 {
                 continue;
             }
-            // With every slot taken, the next turn comes when a job ends or
-            // new events arrive, so the due time is not needed.
+            // With every slot taken, the next turn comes when a slot is freed
+            // or new events arrive, so the due time is not needed.
             let wait = self.idle_wait(now, slots.available_permits() == 0).await;
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -213,10 +210,14 @@ impl Delivery {
         }
     }
 
-    /// Runs one claimed job and records what happened.
-    pub async fn process(&self, job: ClaimedJob) {
+    /// Runs one claimed job and records what happened. The slot is freed
+    /// once the calls are done, so that recording, which waits for the store's
+    /// next commit, does not keep the next job from being claimed.
+    async fn process(&self, job: ClaimedJob, slot: OwnedSemaphorePermit) {
         let started_at = now_millis();
         let (result, resolved_user) = self.execute(&job).await;
+        drop(slot);
+        self.wake.notify_one();
         let finished_at = now_millis();
         let attempts = job.attempts + 1;
 
