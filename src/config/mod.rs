@@ -131,10 +131,43 @@ impl Config {
 
     /// Parses and validates TOML text, resolving secrets from `env`.
     pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, String> {
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|err| err.to_string())?;
-        let sources = source_tables::parse_sources(text, &raw.sources)?;
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|err| {
+            let path = err.path().to_string();
+            // `toml::Spanned` reads its value as a field named
+            // `$__serde_spanned_private_value`, which is no config key.
+            let path = path.split(".$__").next().unwrap_or_default();
+            let message = toml_error(text, err.inner());
+            // `.` is the path of the document itself, e.g. for a syntax error.
+            if path == "." {
+                message
+            } else {
+                format!("{path}: {message}")
+            }
+        })?;
+        let sources = source_tables::parse_sources(text, &raw.sources.0)?;
         build(raw, sources, text, env)
     }
+}
+
+/// Formats a TOML error with its line and column but without the excerpt of
+/// the file that `toml` adds, because that line may hold a secret written
+/// in the file by mistake.
+fn toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end();
+    let Some(span) = err.span() else {
+        return format!("TOML parse error: {message}");
+    };
+    let mut offset = span.start.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let line_start = text[..offset].rfind('\n').map_or(0, |index| index + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    format!(
+        "TOML parse error at line {}, column {column}: {message}",
+        line_of(text, offset)
+    )
 }
 
 /// Returns the 1-based line number of byte `offset` in `text`.

@@ -1,16 +1,18 @@
 //! The config file's shape, with every default. Unknown keys are rejected.
 //!
-//! Source tables are read in two passes: [`RawSourceHeader`] takes only
+//! Source tables are read in two passes: [`SourceKinds`] takes only each
 //! `kind`, and `source_tables` then reads the settings of that kind.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::secret::SecretRef;
+use super::secret::{self, SecretRef};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +26,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
     #[serde(default)]
-    pub sources: BTreeMap<String, Spanned<RawSourceHeader>>,
+    pub sources: SourceKinds,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
@@ -116,31 +118,145 @@ pub struct RawTarget {
     pub api_key: Spanned<SecretRef>,
 }
 
-/// The `kind` of a `[sources.NAME]` table. Its other keys are read later,
-/// as the settings struct of that kind.
-#[derive(Debug, Deserialize)]
-pub struct RawSourceHeader {
-    pub kind: SourceKind,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Appwrite,
+    StandardWebhooks,
+    Okta,
+    Auth0,
+    Hmac,
+    StripeStyle,
+    OidcBackchannel,
+    Ssf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SourceKind {
-    #[serde(rename = "appwrite")]
-    Appwrite,
-    #[serde(rename = "standard-webhooks")]
-    StandardWebhooks,
-    #[serde(rename = "okta")]
-    Okta,
-    #[serde(rename = "auth0")]
-    Auth0,
-    #[serde(rename = "hmac")]
-    Hmac,
-    #[serde(rename = "stripe-style")]
-    StripeStyle,
-    #[serde(rename = "oidc-backchannel")]
-    OidcBackchannel,
-    #[serde(rename = "ssf")]
-    Ssf,
+/// Each source kind with the name a `kind` key gives it.
+const KIND_NAMES: [(&str, SourceKind); 8] = [
+    ("appwrite", SourceKind::Appwrite),
+    ("standard-webhooks", SourceKind::StandardWebhooks),
+    ("okta", SourceKind::Okta),
+    ("auth0", SourceKind::Auth0),
+    ("hmac", SourceKind::Hmac),
+    ("stripe-style", SourceKind::StripeStyle),
+    ("oidc-backchannel", SourceKind::OidcBackchannel),
+    ("ssf", SourceKind::Ssf),
+];
+
+/// Formats the kind names as "`appwrite`, `standard-webhooks`, …".
+fn kind_list() -> String {
+    let names: Vec<String> = KIND_NAMES
+        .iter()
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    names.join(", ")
+}
+
+/// The `kind` of every `[sources.NAME]` table, by source name. The other
+/// keys of each table are read later, as the settings struct of its kind.
+///
+/// It is written by hand because a derived struct would also accept an
+/// array (`[[sources.NAME]]`) and then report "unknown variant `kind`".
+#[derive(Debug, Default)]
+pub struct SourceKinds(pub BTreeMap<String, SourceKind>);
+
+impl<'de> Deserialize<'de> for SourceKinds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(SourceKindsVisitor)
+    }
+}
+
+struct SourceKindsVisitor;
+
+impl<'de> Visitor<'de> for SourceKindsVisitor {
+    type Value = SourceKinds;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a table of sources, one [sources.NAME] table each")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SourceKinds, A::Error> {
+        let mut kinds = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let kind = map.next_value_seed(TableKind { source: &name })?;
+            kinds.insert(name, kind);
+        }
+        Ok(SourceKinds(kinds))
+    }
+}
+
+/// Reads the `kind` key of the table of source `source` and skips the rest.
+struct TableKind<'a> {
+    source: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for TableKind<'_> {
+    type Value = SourceKind;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<SourceKind, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TableKind<'_> {
+    type Value = SourceKind;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "a table for sources.{}, written [sources.{}]",
+            self.source, self.source
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SourceKind, A::Error> {
+        let mut kind = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "kind" {
+                kind = Some(map.next_value_seed(KindValue)?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        kind.ok_or_else(|| {
+            de::Error::custom(format!(
+                "missing key `kind`: set it to one of {}",
+                kind_list()
+            ))
+        })
+    }
+}
+
+/// Reads the value of `sources.NAME.kind`. The error path that
+/// `serde_path_to_error` adds names the source.
+struct KindValue;
+
+impl<'de> DeserializeSeed<'de> for KindValue {
+    type Value = SourceKind;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<SourceKind, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KindValue {
+    type Value = SourceKind;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a string, one of {}", kind_list())
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<SourceKind, E> {
+        KIND_NAMES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| {
+                E::custom(format!(
+                    "`{value}` is not a source kind: use one of {}",
+                    kind_list()
+                ))
+            })
+    }
 }
 
 /// The settings of one source, by kind.
@@ -162,6 +278,7 @@ pub struct RawOkta {
     /// The header Okta sends the shared value in.
     #[serde(default = "default_authorization_header")]
     pub header: String,
+    #[serde(deserialize_with = "secret::secret_list")]
     pub secrets: Vec<SecretRef>,
     #[serde(default)]
     pub allow_ips: Vec<IpNet>,
@@ -174,6 +291,7 @@ fn default_authorization_header() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth0 {
+    #[serde(deserialize_with = "secret::secret_list")]
     pub secrets: Vec<SecretRef>,
     #[serde(default)]
     pub allow_ips: Vec<IpNet>,
@@ -189,6 +307,7 @@ pub struct RawHmac {
     pub algorithm: String,
     #[serde(default = "default_hmac_encoding")]
     pub encoding: String,
+    #[serde(deserialize_with = "secret::secret_list")]
     pub secrets: Vec<SecretRef>,
     pub id_header: Option<String>,
     pub type_header: Option<String>,
@@ -213,6 +332,7 @@ pub struct RawStripeStyle {
     pub timestamp_unit: String,
     #[serde(default = "default_tolerance")]
     pub tolerance_seconds: u64,
+    #[serde(deserialize_with = "secret::secret_list")]
     pub secrets: Vec<SecretRef>,
     #[serde(default = "default_type_pointer")]
     pub type_pointer: String,
@@ -259,7 +379,9 @@ pub struct RawSsf {
 pub struct RawAppwrite {
     /// The webhook URL exactly as entered in Appwrite.
     pub signed_url: String,
+    #[serde(deserialize_with = "secret::secret_list")]
     pub secrets: Vec<SecretRef>,
+    #[serde(default, deserialize_with = "basic_auth")]
     pub basic_auth: Option<RawBasicAuth>,
     #[serde(default)]
     pub allow_ips: Vec<IpNet>,
@@ -272,13 +394,43 @@ pub struct RawBasicAuth {
     pub password: SecretRef,
 }
 
+/// Reads `basic_auth`. A string gets an error that does not repeat it,
+/// because it may be the credentials themselves.
+fn basic_auth<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<RawBasicAuth>, D::Error> {
+    deserializer.deserialize_any(BasicAuthVisitor)
+}
+
+struct BasicAuthVisitor;
+
+impl<'de> Visitor<'de> for BasicAuthVisitor {
+    type Value = Option<RawBasicAuth>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("{ user = { env = \"VARIABLE\" }, password = { env = \"VARIABLE\" } }")
+    }
+
+    fn visit_str<E: de::Error>(self, _value: &str) -> Result<Self::Value, E> {
+        Err(E::custom(
+            "basic_auth: credentials are not read from the config file: write \
+             basic_auth = { user = { env = \"VARIABLE\" }, password = { env = \"VARIABLE\" } }",
+        ))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        RawBasicAuth::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStandardWebhooks {
+    #[serde(deserialize_with = "secret::secret_list")]
     pub secrets: Vec<SecretRef>,
     #[serde(default = "default_tolerance")]
     pub tolerance_seconds: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "secret::secret_list")]
     pub public_keys: Vec<SecretRef>,
     #[serde(default)]
     pub allow_ips: Vec<IpNet>,

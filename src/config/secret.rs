@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// The location of a secret: `{ env = "NAME" }` or `{ file = "/path" }`.
@@ -129,7 +129,26 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
         f.write_str("{ env = \"VARIABLE\" } or { file = \"/path\" }")
     }
 
+    // A scalar may be the secret itself, so the errors below never repeat it,
+    // unlike serde's default `invalid type` message.
+
     fn visit_str<E: de::Error>(self, _value: &str) -> Result<SecretRef, E> {
+        Err(E::custom(INLINE_SECRET))
+    }
+
+    fn visit_i64<E: de::Error>(self, _value: i64) -> Result<SecretRef, E> {
+        Err(E::custom(INLINE_SECRET))
+    }
+
+    fn visit_u64<E: de::Error>(self, _value: u64) -> Result<SecretRef, E> {
+        Err(E::custom(INLINE_SECRET))
+    }
+
+    fn visit_f64<E: de::Error>(self, _value: f64) -> Result<SecretRef, E> {
+        Err(E::custom(INLINE_SECRET))
+    }
+
+    fn visit_bool<E: de::Error>(self, _value: bool) -> Result<SecretRef, E> {
         Err(E::custom(INLINE_SECRET))
     }
 
@@ -155,6 +174,55 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
         found.ok_or_else(|| de::Error::custom(INLINE_SECRET))
     }
 }
+
+/// Reads a list of secret references, such as a source's `secrets`. A
+/// scalar in place of the list gets an error that does not repeat it.
+pub(super) fn secret_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SecretRef>, D::Error> {
+    deserializer.deserialize_any(SecretListVisitor)
+}
+
+struct SecretListVisitor;
+
+impl<'de> Visitor<'de> for SecretListVisitor {
+    type Value = Vec<SecretRef>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of secret references, e.g. [{ env = \"VARIABLE\" }]")
+    }
+
+    fn visit_str<E: de::Error>(self, _value: &str) -> Result<Self::Value, E> {
+        Err(E::custom(INLINE_SECRET_LIST))
+    }
+
+    fn visit_i64<E: de::Error>(self, _value: i64) -> Result<Self::Value, E> {
+        Err(E::custom(INLINE_SECRET_LIST))
+    }
+
+    fn visit_u64<E: de::Error>(self, _value: u64) -> Result<Self::Value, E> {
+        Err(E::custom(INLINE_SECRET_LIST))
+    }
+
+    fn visit_f64<E: de::Error>(self, _value: f64) -> Result<Self::Value, E> {
+        Err(E::custom(INLINE_SECRET_LIST))
+    }
+
+    fn visit_bool<E: de::Error>(self, _value: bool) -> Result<Self::Value, E> {
+        Err(E::custom(INLINE_SECRET_LIST))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(reference) = seq.next_element()? {
+            list.push(reference);
+        }
+        Ok(list)
+    }
+}
+
+const INLINE_SECRET_LIST: &str = "secrets are not read from the config file: \
+     write a list of references, e.g. [{ env = \"VARIABLE\" }, { file = \"/path/to/secret\" }]";
 
 #[cfg(test)]
 mod tests {

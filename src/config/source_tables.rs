@@ -18,14 +18,15 @@ use serde::de::{DeserializeOwned, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::line_of;
-use super::raw::{RawSource, RawSourceHeader, SourceKind};
+use super::raw::{RawSource, SourceKind};
+use super::{line_of, toml_error};
 
 /// One source table: its settings, and where its keys are in the file.
 #[derive(Debug)]
 pub struct SourceTable {
     pub settings: RawSource,
-    /// Line of the `[sources.NAME]` header, or of the inline table.
+    /// Line where the source's name is first written: its `[sources.NAME]`
+    /// header, its inline table, or its first dotted key.
     pub line: usize,
     /// Line of each key written in the table, including `kind`.
     pub key_lines: BTreeMap<String, usize>,
@@ -39,35 +40,36 @@ struct Position {
     key: Option<String>,
 }
 
-/// Reads the settings of every source in `text`. `headers` is the first
+/// Reads the settings of every source in `text`. `kinds` is the first
 /// pass's result, with the `kind` of each source.
 pub fn parse_sources(
     text: &str,
-    headers: &BTreeMap<String, Spanned<RawSourceHeader>>,
+    kinds: &BTreeMap<String, SourceKind>,
 ) -> Result<BTreeMap<String, SourceTable>, String> {
     let position = RefCell::new(Position::default());
     let seed = DocumentSeed {
         text,
-        headers,
+        kinds,
         position: &position,
     };
     let result = seed.deserialize(toml::Deserializer::new(text));
     result.map_err(|err| {
+        let err = toml_error(text, &err);
         let position = position.into_inner();
         match (position.source, position.key) {
             (Some(source), Some(key)) => format!("sources.{source}.{key}: {err}"),
             (Some(source), None) => format!("sources.{source}: {err}"),
-            (None, _) => err.to_string(),
+            (None, _) => err,
         }
     })
 }
 
-/// The text, the first pass's headers and the error position, which every
+/// The text, the first pass's kinds and the error position, which every
 /// seed below passes on.
 #[derive(Clone, Copy)]
 struct DocumentSeed<'a> {
     text: &'a str,
-    headers: &'a BTreeMap<String, Spanned<RawSourceHeader>>,
+    kinds: &'a BTreeMap<String, SourceKind>,
     position: &'a RefCell<Position>,
 }
 
@@ -120,9 +122,13 @@ impl<'de> Visitor<'de> for SourcesSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let document = self.0;
         let mut tables = BTreeMap::new();
-        while let Some(name) = map.next_key::<String>()? {
-            // The first pass read the same text, so every name has a header.
-            let header = document.headers.get(&name).ok_or_else(|| {
+        // The name's span, not the table's: a table made by dotted keys
+        // (`sources.NAME.kind = …`) has no span of its own.
+        while let Some(name) = map.next_key::<Spanned<String>>()? {
+            let line = line_of(document.text, name.span().start);
+            let name = name.into_inner();
+            // The first pass read the same text, so every name has a kind.
+            let kind = *document.kinds.get(&name).ok_or_else(|| {
                 de::Error::custom(format!("source `{name}` has no kind from the first pass"))
             })?;
             *document.position.borrow_mut() = Position {
@@ -132,13 +138,13 @@ impl<'de> Visitor<'de> for SourcesSeed<'_> {
             let mut key_lines = BTreeMap::new();
             let settings = map.next_value_seed(SettingsSeed {
                 document,
-                kind: header.get_ref().kind,
+                kind,
                 key_lines: &mut key_lines,
             })?;
             *document.position.borrow_mut() = Position::default();
             let table = SourceTable {
                 settings,
-                line: line_of(document.text, header.span().start),
+                line,
                 key_lines,
             };
             tables.insert(name, table);

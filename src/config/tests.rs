@@ -348,3 +348,113 @@ fn missing_secrets_across_tables() {
     );
     assert!(!err.contains("whsec_"), "{err}");
 }
+
+/// Appwrite source settings whose secret `env()` sets, as dotted keys under
+/// `prefix`.
+fn dotted_appwrite(prefix: &str) -> String {
+    format!(
+        "{prefix}kind = \"appwrite\"\n\
+         {prefix}signed_url = \"https://x/y\"\n\
+         {prefix}secrets = [{{ env = \"APPWRITE_WEBHOOK_SECRET\" }}]\n"
+    )
+}
+
+#[test]
+fn dotted_source_keys_load() {
+    for text in [
+        dotted_appwrite("sources.hook."),
+        format!("[sources]\n{}", dotted_appwrite("hook.")),
+        format!(
+            "[sources.hook.basic_auth]\nuser = {{ env = \"APPWRITE_API_KEY\" }}\n\
+             password = {{ env = \"APPWRITE_API_KEY\" }}\n\n[sources.hook]\n{}",
+            dotted_appwrite("")
+        ),
+    ] {
+        let config = parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
+        assert!(config.sources.contains_key("hook"), "{text}");
+    }
+}
+
+#[test]
+fn dotted_source_errors_name_key_and_line() {
+    let unknown = error_of(&format!(
+        "{}sources.hook.tolerance_seconds = 5\n",
+        dotted_appwrite("sources.hook.")
+    ));
+    assert!(
+        unknown.starts_with("sources.hook.tolerance_seconds: "),
+        "{unknown}"
+    );
+    assert!(unknown.contains("at line 4, column 14"), "{unknown}");
+
+    let empty = error_of(
+        &dotted_appwrite("sources.hook.").replace("[{ env = \"APPWRITE_WEBHOOK_SECRET\" }]", "[]"),
+    );
+    assert!(
+        empty.starts_with("sources.hook.secrets (line 3) is empty"),
+        "{empty}"
+    );
+}
+
+#[test]
+fn source_without_kind_is_named() {
+    let err =
+        error_of("[server]\nworkers = 1\n\n[sources.hook.basic_auth]\nuser = { env = \"A\" }\n");
+    assert!(err.contains("sources.hook"), "{err}");
+    assert!(err.contains("`kind`"), "{err}");
+    assert!(err.contains("`appwrite`"), "{err}");
+}
+
+#[test]
+fn source_array_of_tables_is_rejected() {
+    let err = error_of("[[sources.hook]]\nkind = \"appwrite\"\n");
+    assert!(!err.contains("unknown variant"), "{err}");
+    assert!(err.contains("expected a table"), "{err}");
+    assert!(err.contains("at line 1"), "{err}");
+}
+
+#[test]
+fn kind_of_wrong_type_lists_kinds() {
+    for value in ["5", "[\"appwrite\"]", "{ appwrite = 1 }"] {
+        let err = error_of(&format!("[sources.hook]\nkind = {value}\n"));
+        assert!(err.starts_with("sources.hook.kind: "), "{err}");
+        assert!(err.contains("`standard-webhooks`"), "{err}");
+        assert!(err.contains("at line 2, column 8"), "{err}");
+    }
+}
+
+#[test]
+fn inline_secret_value_is_not_echoed() {
+    const VALUE: &str = "S3CRET-VALUE-123";
+    let cases = [
+        ("api_key = { env = \"APPWRITE_API_KEY\" }", "api_key = \"S3CRET-VALUE-123\""),
+        (
+            "secrets = [{ env = \"APPWRITE_WEBHOOK_SECRET\" }]",
+            "secrets = \"S3CRET-VALUE-123\"",
+        ),
+        (
+            "secrets = [{ env = \"APPWRITE_WEBHOOK_SECRET\" }]",
+            "secrets = [\"S3CRET-VALUE-123\"]",
+        ),
+        (
+            "# basic_auth = { user = { env = \"HOOK_USER\" }, password = { env = \"HOOK_PASSWORD\" } }",
+            "basic_auth = \"admin:S3CRET-VALUE-123\"",
+        ),
+        (
+            "# basic_auth = { user = { env = \"HOOK_USER\" }, password = { env = \"HOOK_PASSWORD\" } }",
+            "basic_auth = { user = \"admin\", password = \"S3CRET-VALUE-123\" }",
+        ),
+    ];
+    for (from, to) in cases {
+        assert!(EXAMPLE.contains(from), "{from}");
+        let err = error_of(&EXAMPLE.replacen(from, to, 1));
+        assert!(!err.contains(VALUE), "{to}: {err}");
+        assert!(err.contains("not read from the config file"), "{to}: {err}");
+    }
+
+    let api_key = error_of(&EXAMPLE.replacen(cases[0].0, cases[0].1, 1));
+    assert!(
+        api_key.starts_with("targets.main.api_key: TOML parse error at line 35"),
+        "{api_key}"
+    );
+}
