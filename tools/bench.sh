@@ -11,7 +11,8 @@
 # 2. revokd with sqlite_synchronous = "normal" (less durable), once, and
 #    with rules that match no event (ingest without delivery), once.
 # 3. Open-loop ack latency at half of revokd's closed-loop rate.
-# 4. Delivery: a backlog of events drained into the Appwrite simulator.
+# 4. Delivery: 5,000 events/s open loop, whose backlog must stay flat, and
+#    a backlog of events drained into the Appwrite simulator.
 # 5. 2xx-to-call latency at 1,000 events/s.
 # 6. The Appwrite simulator alone, to show it is not the bottleneck.
 #
@@ -96,6 +97,8 @@ revokd "sw-1024-64-ignored" standard-webhooks 1024 64 --ignore-events
 
 HALF_RATE=$(python3 -c "import json; print(max(1, round(json.load(open('$WORK/sw-1024-64.json'))['load']['ok_per_s'] / 2)))")
 revokd "open-half-rate" standard-webhooks 1024 64 --rate "$HALF_RATE" --drain-timeout 30
+
+revokd "delivery-5000" standard-webhooks 1024 64 --rate 5000 --drain-timeout 30
 
 revokd "delivery-drain" standard-webhooks 1024 64 --requests 10000 --drain-timeout 60
 

@@ -43,6 +43,7 @@ def main(directory):
         ("sw-1024-64-normal", "synchronous = normal (less durable), closed loop"),
         ("sw-1024-64-ignored", "no rule matches: ingest without delivery, closed loop"),
         ("open-half-rate", "open loop at half the closed-loop rate"),
+        ("delivery-5000", "open loop at 5,000 events/s"),
         ("delivery-drain", "10,000 events, then drain"),
         ("e2e-1000", "open loop at 1,000 events/s"),
     ]
