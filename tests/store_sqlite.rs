@@ -980,6 +980,53 @@ async fn full_disk_fails_ingest_without_partial_writes() {
     assert_eq!(store.job_counts().await.unwrap().pending, 61);
 }
 
+#[tokio::test]
+async fn full_disk_fails_finish_attempt() {
+    let (_dir, store) = temp_store();
+    let mut events = large_batch("big");
+    events.truncate(4);
+    store.ingest(events).await.unwrap();
+    let claimed = store.claim_due(1000, 12, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), 12);
+    store.set_max_page_count(1).await.unwrap();
+
+    // Each attempt stores a long error, so the attempts need new pages.
+    let long_error = |started_at| Attempt {
+        error: Some("e".repeat(2000)),
+        ..attempt(started_at, Some(503), Some("http_503"))
+    };
+    let mut failed = 0;
+    for job in &claimed {
+        let result = store
+            .finish_attempt(&job.id, long_error(1010), Disposition::Retry { at: 5000 })
+            .await;
+        if let Err(StoreError::Unavailable(message)) = &result {
+            assert!(message.contains("full"), "{message}");
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "no finish_attempt call failed on a full disk");
+
+    // A failed call leaves its job pending, leased and without the attempt.
+    let jobs = store.event_jobs("big03").await.unwrap();
+    assert_eq!(jobs[2].state, JobState::Pending);
+    assert!(jobs[2].attempts.is_empty(), "{:?}", jobs[2].attempts);
+    assert_eq!(jobs[2].lease_owner.as_deref(), Some("worker-a"));
+
+    store.set_max_page_count(u32::MAX).await.unwrap();
+    store
+        .finish_attempt(
+            &jobs[2].id,
+            long_error(1020),
+            Disposition::Done { note: None },
+        )
+        .await
+        .unwrap();
+    let jobs = store.event_jobs("big03").await.unwrap();
+    assert_eq!(jobs[2].state, JobState::Done);
+    assert_eq!(jobs[2].attempts.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_disk_fails_concurrent_ingests() {
     let (_dir, store) = temp_store();
