@@ -118,12 +118,12 @@ pub async fn probe_targets(config: &Config) -> bool {
             .any(|rule| *rule.target == *target.name && rule.action.changes_status());
 
         let read = client.list_sessions(&probe_user).await.map(drop);
-        all_ok &= report("users.read (list sessions)", read);
+        all_ok &= report(&target.name, "users.read (list sessions)", read);
         let write = client.delete_sessions(&probe_user).await;
-        all_ok &= report("users.write (delete sessions)", write);
+        all_ok &= report(&target.name, "users.write (delete sessions)", write);
         if changes_status {
             let status = client.update_status(&probe_user, false).await;
-            all_ok &= report("users.write (update status)", status);
+            all_ok &= report(&target.name, "users.write (update status)", status);
         }
         all_ok &= check_webhooks(config, &client).await;
     }
@@ -207,7 +207,7 @@ fn first_line(text: &str) -> String {
         .collect()
 }
 
-fn report(what: &str, result: Result<(), CallError>) -> bool {
+fn report(target: &str, what: &str, result: Result<(), CallError>) -> bool {
     let (ok, text) = match result {
         Err(err) if err.is_user_not_found() => (true, "ok: endpoint answers, key valid, scope held".to_string()),
         Ok(()) => (true, "ok (unexpected success on a user that should not exist)".to_string()),
@@ -217,11 +217,11 @@ fn report(what: &str, result: Result<(), CallError>) -> bool {
         ),
         Err(CallError::Api { status: 401, error_type, .. }) => (
             false,
-            format!("KEY REJECTED ({error_type}): check targets.*.api_key and that the key belongs to this project"),
+            format!("KEY REJECTED ({error_type}): check targets.{target}.api_key and that the key belongs to this project"),
         ),
         Err(CallError::Api { error_type, .. }) if error_type == "project_not_found" => (
             false,
-            "PROJECT NOT FOUND: check targets.*.project".to_string(),
+            format!("PROJECT NOT FOUND: check targets.{target}.project"),
         ),
         Err(CallError::Api { status: 404, error_type, .. }) if error_type.starts_with("http_") => (
             false,

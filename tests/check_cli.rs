@@ -194,5 +194,10 @@ async fn targets_probe_names_missing_scope_and_bad_endpoint() {
         "{}",
         stdout(&output)
     );
+    assert!(
+        stdout(&output).contains("check targets.main.api_key"),
+        "{}",
+        stdout(&output)
+    );
     simulator.stop().await;
 }

@@ -70,6 +70,16 @@ impl AppwriteSource {
                     .to_owned(),
             );
         }
+        if !has_http_scheme(signed_url) {
+            // Appwrite signs the full webhook URL, scheme included, so a
+            // signed_url without one can never match a signature.
+            return Err(
+                "appwrite source: signed_url does not start with http:// or https://. \
+                 Set it to the whole webhook URL exactly as configured in Appwrite, \
+                 e.g. https://hooks.example.com/hooks/appwrite"
+                    .to_owned(),
+            );
+        }
         if secrets.is_empty() {
             return Err(
                 "appwrite source: no secret configured; add the webhook's secret \
@@ -187,6 +197,14 @@ impl fmt::Debug for AppwriteSource {
             .field("basic_auth", &self.basic_credentials.is_some())
             .finish()
     }
+}
+
+/// Returns `true` if `url` starts with `http://` or `https://`, in any letter case.
+fn has_http_scheme(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+    })
 }
 
 /// Returns the URL forms that Appwrite may sign: the configured bytes, and
@@ -629,6 +647,12 @@ mod tests {
         assert!(AppwriteSource::new("", secret(), None)
             .unwrap_err()
             .contains("signed_url"));
+        let error =
+            AppwriteSource::new("hooks.example.com/hooks/appwrite", secret(), None).unwrap_err();
+        assert!(error.contains("does not start with http://"), "{error}");
+        assert!(
+            AppwriteSource::new("HTTP://127.0.0.1:8080/hooks/appwrite", secret(), None).is_ok()
+        );
         assert!(AppwriteSource::new(URL, Vec::new(), None)
             .unwrap_err()
             .contains("no secret"));
