@@ -26,7 +26,13 @@ impl fmt::Display for SecretRef {
 
 /// Reads environment variables; tests and the demo pass their own.
 pub trait Environment {
+    /// Returns the variable's value, or `None` when it is unset or not UTF-8.
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Returns whether the variable is set but not valid UTF-8.
+    fn is_not_unicode(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The process environment.
@@ -36,6 +42,10 @@ impl Environment for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+
+    fn is_not_unicode(&self, name: &str) -> bool {
+        matches!(std::env::var(name), Err(std::env::VarError::NotUnicode(_)))
+    }
 }
 
 impl SecretRef {
@@ -44,7 +54,14 @@ impl SecretRef {
     pub fn resolve(&self, env: &dyn Environment) -> Result<SecretString, String> {
         let value = match self {
             SecretRef::Env(name) => env.var(name).ok_or_else(|| {
-                format!("environment variable {name} is not set: export it, or use {{ file = \"/path\" }}")
+                if env.is_not_unicode(name) {
+                    format!(
+                        "environment variable {name} is not valid UTF-8: export it as UTF-8 \
+                         text, or use {{ file = \"/path\" }}"
+                    )
+                } else {
+                    format!("environment variable {name} is not set: export it, or use {{ file = \"/path\" }}")
+                }
             })?,
             SecretRef::File(path) => {
                 let mut text = std::fs::read_to_string(path).map_err(|err| {
@@ -285,5 +302,19 @@ mod tests {
         std::fs::write(&path, "from-file\r\n").unwrap();
         let value = SecretRef::File(path).resolve(&env).unwrap();
         assert_eq!(value.expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn non_utf8_env_var_is_named() {
+        use std::os::unix::ffi::OsStringExt;
+        // A name no other test uses, because the process environment is shared.
+        let name = "REVOKD_TEST_SECRET_NOT_UTF8";
+        std::env::set_var(name, std::ffi::OsString::from_vec(vec![0x66, 0xff, 0x6f]));
+        let error = SecretRef::Env(name.into())
+            .resolve(&ProcessEnv)
+            .unwrap_err();
+        std::env::remove_var(name);
+        assert!(error.contains("is not valid UTF-8"), "{error}");
+        assert!(error.contains(name), "{error}");
     }
 }
