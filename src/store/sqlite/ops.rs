@@ -478,4 +478,61 @@ mod tests {
         );
         assert_eq!(next_due(&conn).unwrap(), Some(1_003));
     }
+
+    /// The aggregate that `next_due` replaced: over pending jobs, the minimum
+    /// of the due time or the lease end, whichever is later.
+    const NEXT_DUE_AGGREGATE: &str =
+        "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))
+         FROM jobs WHERE state = 'pending'";
+
+    /// Compares `next_due` with the aggregate on random tables of jobs that
+    /// mix states, future retries, live and expired leases, and leases that
+    /// end before, at or after the due time.
+    #[test]
+    fn next_due_matches_aggregate() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_connection(&dir.path().join("due.db"), true, OpenMode::Create).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, source, delivery_key, types, received_at)
+             VALUES ('e', 's', 'k', '[]', 0)",
+            [],
+        )
+        .unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        for table in 0..300 {
+            conn.execute("DELETE FROM jobs", []).unwrap();
+            let jobs = rng.gen_range(0..8);
+            for n in 0..jobs {
+                let state = ["pending", "pending", "pending", "done", "dead"][rng.gen_range(0..5)];
+                let next_attempt_at: i64 = rng.gen_range(0..20) * 100;
+                let lease_until: Option<i64> = match rng.gen_range(0..4) {
+                    0 => None,
+                    1 => Some(next_attempt_at),
+                    _ => Some(rng.gen_range(0..20) * 100),
+                };
+                conn.execute(
+                    "INSERT INTO jobs (id, event_id, rule, action, target, user_kind, user,
+                                       event_type, dry_run, state, next_attempt_at,
+                                       lease_owner, lease_until)
+                     VALUES (?1, 'e', 'r', 'delete_sessions', 't', 'id', 'u', 'x', 0, ?2, ?3,
+                             ?4, ?5)",
+                    params![
+                        format!("j{n}"),
+                        state,
+                        next_attempt_at,
+                        lease_until.map(|_| "worker"),
+                        lease_until
+                    ],
+                )
+                .unwrap();
+            }
+            let expected: Option<Millis> = conn
+                .query_row(NEXT_DUE_AGGREGATE, [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(next_due(&conn).unwrap(), expected, "table {table}");
+        }
+    }
 }
