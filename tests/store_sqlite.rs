@@ -1753,3 +1753,82 @@ async fn second_store_on_file_in_use() {
     assert_eq!(counts.pending, 1);
     server.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finish_group_on_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    let mut events = large_batch("big");
+    events.truncate(10);
+    store.ingest(events).await.unwrap();
+    let claimed = store.claim_due(1000, 30, 500, "worker-a").await.unwrap();
+    assert_eq!(claimed.len(), 30);
+    store.set_max_page_count(1).await.unwrap();
+
+    // A second connection holds the write lock, so the calls queue up and
+    // commit as a group. Every third attempt stores a long error that needs
+    // new pages, and the bundled SQLite rolls back the whole transaction when
+    // one of these fails. One by one, every short attempt fits.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut tasks = Vec::new();
+    for (n, job) in claimed.iter().enumerate() {
+        let store = Arc::clone(&store);
+        let job_id = job.id.clone();
+        let long = n % 3 == 1;
+        tasks.push(tokio::spawn(async move {
+            let error_bytes = if long { 3000 } else { 1 };
+            let attempt = Attempt {
+                error: Some("e".repeat(error_bytes)),
+                ..attempt(1010, Some(503), Some("http_503"))
+            };
+            let result = store
+                .finish_attempt(&job_id, attempt, Disposition::Retry { at: 5000 })
+                .await;
+            (job_id, long, result)
+        }));
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+
+    let mut failed = Vec::new();
+    for task in tasks {
+        let (job_id, long, result) = task.await.unwrap();
+        let event_id = job_id.rsplit_once("-job").unwrap().0.to_owned();
+        let jobs = store.event_jobs(&event_id).await.unwrap();
+        let job = jobs.iter().find(|job| job.id == job_id).unwrap();
+        assert_eq!(job.state, JobState::Pending, "{job_id}");
+        if long {
+            let Err(StoreError::Unavailable(message)) = &result else {
+                panic!("{job_id}: expected Unavailable, got {result:?}");
+            };
+            assert!(message.contains("full"), "{job_id}: {message}");
+            assert!(job.attempts.is_empty(), "{job_id}: {:?}", job.attempts);
+            assert_eq!(job.lease_owner.as_deref(), Some("worker-a"), "{job_id}");
+            failed.push(job_id);
+        } else {
+            assert!(result.is_ok(), "{job_id}: {result:?}");
+            assert_eq!(job.attempts.len(), 1, "{job_id}");
+            assert_eq!(job.lease_owner, None, "{job_id}");
+        }
+    }
+
+    // The jobs whose attempt failed are claimed again once the lease ends.
+    store.set_max_page_count(u32::MAX).await.unwrap();
+    let mut reclaimed: Vec<String> = store
+        .claim_due(1500, 30, 500, "worker-b")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    reclaimed.sort();
+    failed.sort();
+    assert_eq!(reclaimed, failed);
+    let stats = store.group_commit_stats();
+    assert_eq!(stats.finish_calls, 20, "{stats:?}");
+}

@@ -212,23 +212,17 @@ impl Writer {
                 ((job_id, attempt, disposition), reply)
             })
             .collect();
-        let committed = commit_batch(
-            &mut self.conn,
-            &self.path,
-            &prefix,
-            calls,
-            |conn, (job_id, attempt, disposition)| {
+        let finish =
+            |conn: &Connection, (job_id, attempt, disposition): &(String, Attempt, Disposition)| {
                 ops::finish_attempt(conn, job_id, attempt, disposition)
-            },
-        );
-        if let Some(calls) = committed {
-            self.counters
-                .finish_transactions
-                .fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .finish_calls
-                .fetch_add(calls as u64, Ordering::Relaxed);
-        }
+            };
+        let committed = commit_batch(&mut self.conn, &self.path, &prefix, calls, &finish);
+        self.counters
+            .finish_transactions
+            .fetch_add(committed.transactions, Ordering::Relaxed);
+        self.counters
+            .finish_calls
+            .fetch_add(committed.calls, Ordering::Relaxed);
     }
 
     /// Switches between `FULL` for ingest commits and `NORMAL` for the rest,
@@ -267,35 +261,67 @@ impl Writer {
             &self.path,
             "ingest failed",
             group,
-            |conn, events| ops::insert_events(conn, events),
+            &|conn, events| ops::insert_events(conn, events),
         );
-        if let Some(calls) = committed {
-            self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .calls
-                .fetch_add(calls as u64, Ordering::Relaxed);
-            tracing::trace!(calls, "committed an ingest group");
+        self.counters
+            .transactions
+            .fetch_add(committed.transactions, Ordering::Relaxed);
+        self.counters
+            .calls
+            .fetch_add(committed.calls, Ordering::Relaxed);
+        if committed.calls > 0 {
+            tracing::trace!(calls = committed.calls, "committed an ingest group");
+        }
+    }
+}
+
+/// Transactions and calls that a group committed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Committed {
+    transactions: u64,
+    calls: u64,
+}
+
+impl Committed {
+    fn one(calls: usize) -> Committed {
+        Committed {
+            transactions: 1,
+            calls: calls as u64,
+        }
+    }
+
+    fn add(self, other: Committed) -> Committed {
+        Committed {
+            transactions: self.transactions + other.transactions,
+            calls: self.calls + other.calls,
         }
     }
 }
 
 /// Runs `operation` for each call of a group in one immediate transaction
-/// and replies to each caller after the commit. Returns the number of calls
-/// committed, or `None` when nothing was.
+/// and replies to each caller after the commit. Returns what was committed,
+/// which is zero transactions when nothing was.
 ///
 /// The group first runs without savepoints, because a savepoint copies every
 /// page it changes into a sub-journal, which cost about a tenth of the writer
 /// thread's time. When a call fails, the transaction is rolled back and the
 /// group runs again with one savepoint per call, so that the error (such as a
-/// reused job id) fails only that call. A failed commit, and an error after
-/// which SQLite rolled back the whole transaction, fail every call.
-fn commit_batch<I, T>(
+/// reused job id) fails only that call. A failed commit fails every call.
+///
+/// An error after which SQLite rolled back the whole transaction (such as
+/// SQLITE_FULL from a full disk or `max_page_count`) fails the call that got
+/// it. The calls before it and the calls after it then run again as two
+/// groups, so that on a nearly full disk the calls that fit still commit.
+fn commit_batch<I, T, F>(
     conn: &mut Connection,
     path: &str,
     prefix: &str,
     calls: Vec<(I, Reply<T>)>,
-    operation: impl Fn(&Connection, &I) -> rusqlite::Result<T>,
-) -> Option<usize> {
+    operation: &F,
+) -> Committed
+where
+    F: Fn(&Connection, &I) -> rusqlite::Result<T>,
+{
     let size = calls.len();
     let fail_all = |calls: Vec<(I, Reply<T>)>, message: String| {
         for (_, reply) in calls {
@@ -311,7 +337,7 @@ fn commit_batch<I, T>(
                 calls,
                 format!("{prefix}: starting the transaction failed: {err}"),
             );
-            return None;
+            return Committed::default();
         }
     };
     let mut results = Vec::with_capacity(size);
@@ -331,44 +357,60 @@ fn commit_batch<I, T>(
             tracing::warn!(path, calls = size, error = %message,
                 "a group transaction failed; nothing of its group was written");
             fail_all(calls, message);
-            return None;
+            return Committed::default();
         }
         for ((_, reply), result) in calls.into_iter().zip(results) {
             // A caller that went away (a cancelled request) still had its
             // work committed. For an ingest, the sender's retry is a duplicate.
             let _ = reply.send(Ok(result));
         }
-        return Some(size);
+        return Committed::one(size);
     }
+    let failed_at = results.len();
     drop(results);
     // After SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM, SQLite may have rolled
     // back the whole transaction already, and the error is the one to report.
     if tx.is_autocommit() {
+        drop(tx);
         let err = first_error.map_or_else(|| "unknown error".to_owned(), |err| err.to_string());
         let message = format!("{prefix}: {err}");
-        tracing::warn!(path, calls = size, error = %message,
-            "a group transaction failed; nothing of its group was written");
-        fail_all(calls, message);
-        return None;
+        tracing::warn!(path, calls = size, failed_call = failed_at, error = %message,
+            "SQLite rolled back a group transaction; the rest of its group runs again");
+        let mut before = calls;
+        let after = before.split_off(failed_at + 1);
+        if let Some((_, reply)) = before.pop() {
+            let _ = reply.send(Err(StoreError::Unavailable(message)));
+        }
+        // Each part is shorter than this group, so the recursion ends.
+        let mut committed = Committed::default();
+        for part in [before, after] {
+            if !part.is_empty() {
+                committed = committed.add(commit_batch(conn, path, prefix, part, operation));
+            }
+        }
+        return committed;
     }
     if let Err(err) = tx.rollback() {
         let message = format!("{prefix}: rolling back the transaction failed: {err}");
         tracing::warn!(path, calls = size, error = %message,
             "a group transaction failed; nothing of its group was written");
         fail_all(calls, message);
-        return None;
+        return Committed::default();
     }
     commit_with_savepoints(conn, path, prefix, calls, operation)
 }
 
 /// Runs a group as [`commit_batch`] does, with each call in its own savepoint.
-fn commit_with_savepoints<I, T>(
+fn commit_with_savepoints<I, T, F>(
     conn: &mut Connection,
     path: &str,
     prefix: &str,
     calls: Vec<(I, Reply<T>)>,
-    operation: impl Fn(&Connection, &I) -> rusqlite::Result<T>,
-) -> Option<usize> {
+    operation: &F,
+) -> Committed
+where
+    F: Fn(&Connection, &I) -> rusqlite::Result<T>,
+{
     let size = calls.len();
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -378,7 +420,7 @@ fn commit_with_savepoints<I, T>(
             for (_, reply) in calls {
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
-            return None;
+            return Committed::default();
         }
     };
 
@@ -422,7 +464,7 @@ fn commit_with_savepoints<I, T>(
             for (reply, result) in staged {
                 let _ = reply.send(Ok(result));
             }
-            Some(committed)
+            Committed::one(committed)
         }
         Some(message) => {
             tracing::warn!(path, calls = size, error = %message,
@@ -434,7 +476,7 @@ fn commit_with_savepoints<I, T>(
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
-            None
+            Committed::default()
         }
     }
 }
