@@ -216,13 +216,18 @@ impl Writer {
             |conn: &Connection, (job_id, attempt, disposition): &(String, Attempt, Disposition)| {
                 ops::finish_attempt(conn, job_id, attempt, disposition)
             };
-        let committed = commit_batch(&mut self.conn, &self.path, &prefix, calls, &finish);
-        self.counters
-            .finish_transactions
-            .fetch_add(committed.transactions, Ordering::Relaxed);
-        self.counters
-            .finish_calls
-            .fetch_add(committed.calls, Ordering::Relaxed);
+        let counters = CommitCounters {
+            transactions: &self.counters.finish_transactions,
+            calls: &self.counters.finish_calls,
+        };
+        commit_batch(
+            &mut self.conn,
+            &self.path,
+            &prefix,
+            calls,
+            &finish,
+            &counters,
+        );
     }
 
     /// Switches between `FULL` for ingest commits and `NORMAL` for the rest,
@@ -256,51 +261,39 @@ impl Writer {
 
     /// Commits a group of ingest calls in one transaction (see [`commit_batch`]).
     fn commit_group(&mut self, group: Vec<(Vec<NewEvent>, Reply<Vec<Ingested>>)>) {
-        let committed = commit_batch(
+        let counters = CommitCounters {
+            transactions: &self.counters.transactions,
+            calls: &self.counters.calls,
+        };
+        commit_batch(
             &mut self.conn,
             &self.path,
             "ingest failed",
             group,
             &|conn, events| ops::insert_events(conn, events),
+            &counters,
         );
-        self.counters
-            .transactions
-            .fetch_add(committed.transactions, Ordering::Relaxed);
-        self.counters
-            .calls
-            .fetch_add(committed.calls, Ordering::Relaxed);
-        if committed.calls > 0 {
-            tracing::trace!(calls = committed.calls, "committed an ingest group");
-        }
     }
 }
 
-/// Transactions and calls that a group committed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Committed {
-    transactions: u64,
-    calls: u64,
+/// The counters that a group's commits add to. A commit adds to them
+/// before its replies are sent, so a caller that reads them after its reply
+/// finds its own commit counted.
+struct CommitCounters<'a> {
+    transactions: &'a AtomicU64,
+    calls: &'a AtomicU64,
 }
 
-impl Committed {
-    fn one(calls: usize) -> Committed {
-        Committed {
-            transactions: 1,
-            calls: calls as u64,
-        }
-    }
-
-    fn add(self, other: Committed) -> Committed {
-        Committed {
-            transactions: self.transactions + other.transactions,
-            calls: self.calls + other.calls,
-        }
+impl CommitCounters<'_> {
+    fn add(&self, calls: usize) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(calls as u64, Ordering::Relaxed);
+        tracing::trace!(calls, "committed a group transaction");
     }
 }
 
 /// Runs `operation` for each call of a group in one immediate transaction
-/// and replies to each caller after the commit. Returns what was committed,
-/// which is zero transactions when nothing was.
+/// and replies to each caller after the commit, which it adds to `counters`.
 ///
 /// The group first runs without savepoints, because a savepoint copies every
 /// page it changes into a sub-journal, which cost about a tenth of the writer
@@ -318,8 +311,8 @@ fn commit_batch<I, T, F>(
     prefix: &str,
     calls: Vec<(I, Reply<T>)>,
     operation: &F,
-) -> Committed
-where
+    counters: &CommitCounters<'_>,
+) where
     F: Fn(&Connection, &I) -> rusqlite::Result<T>,
 {
     let size = calls.len();
@@ -337,7 +330,7 @@ where
                 calls,
                 format!("{prefix}: starting the transaction failed: {err}"),
             );
-            return Committed::default();
+            return;
         }
     };
     let mut results = Vec::with_capacity(size);
@@ -357,14 +350,15 @@ where
             tracing::warn!(path, calls = size, error = %message,
                 "a group transaction failed; nothing of its group was written");
             fail_all(calls, message);
-            return Committed::default();
+            return;
         }
+        counters.add(size);
         for ((_, reply), result) in calls.into_iter().zip(results) {
             // A caller that went away (a cancelled request) still had its
             // work committed. For an ingest, the sender's retry is a duplicate.
             let _ = reply.send(Ok(result));
         }
-        return Committed::one(size);
+        return;
     }
     let failed_at = results.len();
     drop(results);
@@ -382,22 +376,21 @@ where
             let _ = reply.send(Err(StoreError::Unavailable(message)));
         }
         // Each part is shorter than this group, so the recursion ends.
-        let mut committed = Committed::default();
         for part in [before, after] {
             if !part.is_empty() {
-                committed = committed.add(commit_batch(conn, path, prefix, part, operation));
+                commit_batch(conn, path, prefix, part, operation, counters);
             }
         }
-        return committed;
+        return;
     }
     if let Err(err) = tx.rollback() {
         let message = format!("{prefix}: rolling back the transaction failed: {err}");
         tracing::warn!(path, calls = size, error = %message,
             "a group transaction failed; nothing of its group was written");
         fail_all(calls, message);
-        return Committed::default();
+        return;
     }
-    commit_with_savepoints(conn, path, prefix, calls, operation)
+    commit_with_savepoints(conn, path, prefix, calls, operation, counters);
 }
 
 /// Runs a group as [`commit_batch`] does, with each call in its own savepoint.
@@ -407,8 +400,8 @@ fn commit_with_savepoints<I, T, F>(
     prefix: &str,
     calls: Vec<(I, Reply<T>)>,
     operation: &F,
-) -> Committed
-where
+    counters: &CommitCounters<'_>,
+) where
     F: Fn(&Connection, &I) -> rusqlite::Result<T>,
 {
     let size = calls.len();
@@ -420,7 +413,7 @@ where
             for (_, reply) in calls {
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
-            return Committed::default();
+            return;
         }
     };
 
@@ -460,11 +453,10 @@ where
     };
     match commit_error {
         None => {
-            let committed = staged.len();
+            counters.add(staged.len());
             for (reply, result) in staged {
                 let _ = reply.send(Ok(result));
             }
-            Committed::one(committed)
         }
         Some(message) => {
             tracing::warn!(path, calls = size, error = %message,
@@ -476,7 +468,6 @@ where
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
-            Committed::default()
         }
     }
 }
