@@ -434,6 +434,9 @@ fn commit_with_savepoints<I, T, F>(
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
                 // After SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM, SQLite may
                 // roll back the whole transaction. Nothing of the group can commit then.
+                // NOTE: unlike `commit_batch`, this fails the calls that fit
+                // too. It happens only when another call of the group failed
+                // first with an error that SQLite did not roll back.
                 if tx.is_autocommit() {
                     aborted = Some(message);
                     break;
