@@ -5,7 +5,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ops;
@@ -316,22 +316,9 @@ fn commit_batch<I, T, F>(
     F: Fn(&Connection, &I) -> rusqlite::Result<T>,
 {
     let size = calls.len();
-    let fail_all = |calls: Vec<(I, Reply<T>)>, message: String| {
-        for (_, reply) in calls {
-            let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-        }
-    };
-
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let tx = match begin_group(conn, path, prefix, calls.len()) {
         Ok(tx) => tx,
-        Err(err) => {
-            tracing::warn!(path, calls = size, error = %err, "{prefix}: starting the transaction failed");
-            fail_all(
-                calls,
-                format!("{prefix}: starting the transaction failed: {err}"),
-            );
-            return;
-        }
+        Err(message) => return fail_all(calls, &message),
     };
     let mut results = Vec::with_capacity(size);
     let mut first_error = None;
@@ -349,7 +336,7 @@ fn commit_batch<I, T, F>(
             let message = format!("{prefix}: committing the transaction failed: {err}");
             tracing::warn!(path, calls = size, error = %message,
                 "a group transaction failed; nothing of its group was written");
-            fail_all(calls, message);
+            fail_all(calls, &message);
             return;
         }
         counters.add(size);
@@ -387,7 +374,7 @@ fn commit_batch<I, T, F>(
         let message = format!("{prefix}: rolling back the transaction failed: {err}");
         tracing::warn!(path, calls = size, error = %message,
             "a group transaction failed; nothing of its group was written");
-        fail_all(calls, message);
+        fail_all(calls, &message);
         return;
     }
     commit_with_savepoints(conn, path, prefix, calls, operation, counters);
@@ -405,16 +392,9 @@ fn commit_with_savepoints<I, T, F>(
     F: Fn(&Connection, &I) -> rusqlite::Result<T>,
 {
     let size = calls.len();
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let mut tx = match begin_group(conn, path, prefix, size) {
         Ok(tx) => tx,
-        Err(err) => {
-            tracing::warn!(path, calls = size, error = %err, "{prefix}: starting the transaction failed");
-            let message = format!("{prefix}: starting the transaction failed: {err}");
-            for (_, reply) in calls {
-                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-            }
-            return;
-        }
+        Err(message) => return fail_all(calls, &message),
     };
 
     // Results of calls whose savepoint was released, waiting for the commit.
@@ -468,10 +448,35 @@ fn commit_with_savepoints<I, T, F>(
                 .into_iter()
                 .map(|(reply, _)| reply)
                 .chain(calls.map(|(_, reply)| reply));
-            for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-            }
+            fail_replies(replies, &message);
         }
+    }
+}
+
+/// Starts the immediate transaction of a group of `calls` calls. On failure,
+/// logs the error and returns the message for the callers.
+fn begin_group<'c>(
+    conn: &'c mut Connection,
+    path: &str,
+    prefix: &str,
+    calls: usize,
+) -> Result<Transaction<'c>, String> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|err| {
+            tracing::warn!(path, calls, error = %err, "{prefix}: starting the transaction failed");
+            format!("{prefix}: starting the transaction failed: {err}")
+        })
+}
+
+/// Replies to every call of a group with the same error.
+fn fail_all<I, T>(calls: Vec<(I, Reply<T>)>, message: &str) {
+    fail_replies(calls.into_iter().map(|(_, reply)| reply), message);
+}
+
+/// Replies to each caller with the same error.
+fn fail_replies<T>(replies: impl IntoIterator<Item = Reply<T>>, message: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(StoreError::Unavailable(message.to_owned())));
     }
 }
 
