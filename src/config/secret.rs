@@ -139,6 +139,33 @@ struct SecretRefVisitor;
 const INLINE_SECRET: &str = "secrets are not read from the config file: \
      write { env = \"VARIABLE\" } or { file = \"/path/to/secret\" }";
 
+/// Implements the visitor methods of every scalar type, each failing with
+/// `$message`. A scalar may be the secret itself, so the error never repeats
+/// it, unlike serde's default `invalid type` message.
+macro_rules! reject_scalars {
+    ($value:ty, $message:expr) => {
+        fn visit_str<E: de::Error>(self, _value: &str) -> Result<$value, E> {
+            Err(E::custom($message))
+        }
+
+        fn visit_i64<E: de::Error>(self, _value: i64) -> Result<$value, E> {
+            Err(E::custom($message))
+        }
+
+        fn visit_u64<E: de::Error>(self, _value: u64) -> Result<$value, E> {
+            Err(E::custom($message))
+        }
+
+        fn visit_f64<E: de::Error>(self, _value: f64) -> Result<$value, E> {
+            Err(E::custom($message))
+        }
+
+        fn visit_bool<E: de::Error>(self, _value: bool) -> Result<$value, E> {
+            Err(E::custom($message))
+        }
+    };
+}
+
 impl<'de> Visitor<'de> for SecretRefVisitor {
     type Value = SecretRef;
 
@@ -146,28 +173,7 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
         f.write_str("{ env = \"VARIABLE\" } or { file = \"/path\" }")
     }
 
-    // A scalar may be the secret itself, so the errors below never repeat it,
-    // unlike serde's default `invalid type` message.
-
-    fn visit_str<E: de::Error>(self, _value: &str) -> Result<SecretRef, E> {
-        Err(E::custom(INLINE_SECRET))
-    }
-
-    fn visit_i64<E: de::Error>(self, _value: i64) -> Result<SecretRef, E> {
-        Err(E::custom(INLINE_SECRET))
-    }
-
-    fn visit_u64<E: de::Error>(self, _value: u64) -> Result<SecretRef, E> {
-        Err(E::custom(INLINE_SECRET))
-    }
-
-    fn visit_f64<E: de::Error>(self, _value: f64) -> Result<SecretRef, E> {
-        Err(E::custom(INLINE_SECRET))
-    }
-
-    fn visit_bool<E: de::Error>(self, _value: bool) -> Result<SecretRef, E> {
-        Err(E::custom(INLINE_SECRET))
-    }
+    reject_scalars!(SecretRef, INLINE_SECRET);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
         let mut found: Option<SecretRef> = None;
@@ -209,25 +215,7 @@ impl<'de> Visitor<'de> for SecretListVisitor {
         f.write_str("a list of secret references, e.g. [{ env = \"VARIABLE\" }]")
     }
 
-    fn visit_str<E: de::Error>(self, _value: &str) -> Result<Self::Value, E> {
-        Err(E::custom(INLINE_SECRET_LIST))
-    }
-
-    fn visit_i64<E: de::Error>(self, _value: i64) -> Result<Self::Value, E> {
-        Err(E::custom(INLINE_SECRET_LIST))
-    }
-
-    fn visit_u64<E: de::Error>(self, _value: u64) -> Result<Self::Value, E> {
-        Err(E::custom(INLINE_SECRET_LIST))
-    }
-
-    fn visit_f64<E: de::Error>(self, _value: f64) -> Result<Self::Value, E> {
-        Err(E::custom(INLINE_SECRET_LIST))
-    }
-
-    fn visit_bool<E: de::Error>(self, _value: bool) -> Result<Self::Value, E> {
-        Err(E::custom(INLINE_SECRET_LIST))
-    }
+    reject_scalars!(Self::Value, INLINE_SECRET_LIST);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut list = Vec::new();
